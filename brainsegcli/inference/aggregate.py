@@ -1,0 +1,80 @@
+"""Accumulation of per-view class probabilities into one fused map, with bounded memory.
+
+The accumulator covers only a box of the volume (the head's bounding box when cropping), holds one
+probability map (float32, or float16 when float32 would exceed ``max_bytes``), channels last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from brainsegcli.inference.slicing import to_view
+from brainsegcli.types import Plane
+
+DEFAULT_WEIGHTS = {Plane.CORONAL: 0.4, Plane.AXIAL: 0.4, Plane.SAGITTAL: 0.2}
+
+
+def normalise_weights(views, weights: dict[Plane, float] | None = None) -> dict[Plane, float]:
+    w = {p: float((weights or DEFAULT_WEIGHTS).get(p, DEFAULT_WEIGHTS[p])) for p in views}
+    total = sum(w.values())
+    if total <= 0 or any(v < 0 for v in w.values()):
+        raise ValueError("view weights must be non-negative and not all zero")
+    return {p: v / total for p, v in w.items()}
+
+
+def merge_lr(probs: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Sagittal fusion rule: each lateralised class gets the summed probability of itself and its
+    twin (a sagittal slice cannot tell left from right); the other views decide the side."""
+    if np.array_equal(group, np.arange(len(group))):
+        return probs
+    summed = np.zeros_like(probs)
+    for c in range(len(group)):
+        summed[:, group[c]] += probs[:, c]
+    return summed[:, group]
+
+
+class ProbabilityAccumulator:
+    def __init__(self, shape: tuple[int, int, int], num_classes: int,
+                 box: tuple[slice, slice, slice] | None = None, max_bytes: int = 2 * 1024**3):
+        self.shape = tuple(shape)
+        self.box = box or tuple(slice(0, s) for s in shape)
+        self.box_shape = tuple(b.stop - b.start for b in self.box)
+        n = int(np.prod(self.box_shape)) * num_classes
+        self.dtype = np.float32 if n * 4 <= max_bytes else np.float16
+        self.acc = np.zeros(self.box_shape + (num_classes,), dtype=self.dtype)
+        self.num_classes = num_classes
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.acc.nbytes)
+
+    def add(self, plane: Plane, centres: np.ndarray, probs: np.ndarray, weight: float) -> None:
+        """Add ``weight * probs`` for slices ``centres`` of ``plane``; probs is (B, C, H, W) on the
+        full in-plane grid (H, W as in :func:`to_view` of the whole volume)."""
+        ax = plane.axis
+        b = self.box
+        inplane = [b[i] for i in range(3) if i != ax]
+        start = b[ax].start
+        sel = (centres >= b[ax].start) & (centres < b[ax].stop)
+        if not sel.any():
+            return
+        p = probs[sel][:, :, inplane[0], inplane[1]]            # (B, C, h, w)
+        p = np.moveaxis(p, 1, -1) * np.float32(weight)           # (B, h, w, C)
+        view = to_view(self.acc, plane)                          # (D, h, w, C)
+        view[centres[sel] - start] += p.astype(self.dtype, copy=False)
+
+    def add_background(self, plane: Plane, start: int, stop: int, weight: float) -> None:
+        """Slices of ``plane`` outside [start, stop) were not run (empty stacks): background."""
+        ax = plane.axis
+        lo, hi = self.box[ax].start, self.box[ax].stop
+        view = to_view(self.acc, plane)
+        for a, z in ((lo, min(start, hi)), (max(stop, lo), hi)):
+            if z > a:
+                view[a - lo:z - lo, ..., 0] += self.dtype(weight)
+
+    def argmax(self) -> np.ndarray:
+        """Class indices on the full grid; outside the box: background (0)."""
+        dtype = np.uint8 if self.num_classes <= 255 else np.int16
+        out = np.zeros(self.shape, dtype=dtype)
+        out[self.box] = np.argmax(self.acc, axis=-1).astype(dtype)
+        return out

@@ -1,0 +1,105 @@
+"""conform -> 2.5D stacks per view -> network -> fused probabilities -> labels -> native space.
+
+The network is any callable mapping a float tensor (B, n_slices, H, W) with intensities in [0, 1]
+to class logits (B, C, H, W); the engine owns batching, device placement, precision, fusion.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from brainsegcli.inference.aggregate import ProbabilityAccumulator, normalise_weights
+from brainsegcli.inference.device import autocast
+from brainsegcli.inference.slicing import DEFAULT_SLICES, count_batches, iter_batches, nonempty_range, to_view
+from brainsegcli.labels import LabelSet
+from brainsegcli.types import Plane
+
+Network = Callable[[torch.Tensor], torch.Tensor]
+Progress = Callable[[Plane, int, int], None]
+
+
+@dataclass
+class InferenceConfig:
+    views: tuple[Plane, ...] = (Plane.CORONAL, Plane.AXIAL, Plane.SAGITTAL)
+    view_weights: dict[Plane, float] | None = None
+    n_slices: int = DEFAULT_SLICES
+    batch_size: int = 8
+    crop: bool = True
+    sagittal_lr_merge: bool = True
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+    max_accumulator_bytes: int = 2 * 1024**3
+
+
+def head_box(volume: np.ndarray, n_slices: int) -> tuple[slice, slice, slice]:
+    """Bounding box of the slices that have a non-empty stack in every view."""
+    box = []
+    for plane in (Plane.SAGITTAL, Plane.AXIAL, Plane.CORONAL):
+        start, stop = nonempty_range(to_view(volume, plane), n_slices)
+        box.append((plane.axis, slice(start, stop)))
+    return tuple(s for _, s in sorted(box))  # type: ignore[return-value]
+
+
+def _sagittal_groups(labelset: LabelSet, enabled: bool) -> torch.Tensor | None:
+    if not enabled or not labelset.lr_pairs:
+        return None
+    return torch.as_tensor(labelset.sagittal_index, dtype=torch.long)
+
+
+def predict_probabilities(volume: np.ndarray, network: Network, labelset: LabelSet, cfg: InferenceConfig,
+                          progress: Progress | None = None, timings: dict[str, float] | None = None
+                          ) -> ProbabilityAccumulator:
+    """Run every view and fuse; returns the accumulator (call ``.argmax()`` for class indices)."""
+    vol = np.asarray(volume)
+    if vol.dtype != np.uint8 or vol.ndim != 3:
+        raise ValueError("the engine takes a conformed uint8 3D volume")
+    weights = normalise_weights(cfg.views, cfg.view_weights)
+    box = head_box(vol, cfg.n_slices) if cfg.crop else None
+    if box is not None and any(b.stop <= b.start for b in box):
+        box = tuple(slice(0, 1) for _ in range(3))  # empty image: everything is background
+    acc = ProbabilityAccumulator(vol.shape, labelset.num_classes, box, cfg.max_accumulator_bytes)
+    groups = _sagittal_groups(labelset, cfg.sagittal_lr_merge)
+    if groups is not None:
+        groups = groups.to(cfg.device)
+    for plane in cfg.views:
+        t0 = time.perf_counter()
+        total = count_batches(vol, plane, cfg.batch_size, cfg.n_slices, cfg.crop)
+        done = 0
+        if progress:
+            progress(plane, 0, total)
+        for centres, stacks in iter_batches(vol, plane, cfg.batch_size, cfg.n_slices, cfg.crop):
+            x = torch.from_numpy(np.ascontiguousarray(stacks)).to(cfg.device).float().div_(255.0)
+            if cfg.device.type != "mps":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), autocast(cfg.device, cfg.dtype):
+                logits = network(x)
+            probs = torch.softmax(logits.float(), dim=1)
+            if plane is Plane.SAGITTAL and groups is not None:
+                summed = torch.zeros_like(probs).index_add_(1, groups, probs)
+                probs = summed.index_select(1, groups)
+            acc.add(plane, centres, probs.cpu().numpy(), weights[plane])
+            done += 1
+            if progress:
+                progress(plane, done, total)
+        if cfg.crop:
+            start, stop = nonempty_range(to_view(vol, plane), cfg.n_slices)
+            acc.add_background(plane, start, stop, weights[plane])
+        if timings is not None:
+            timings[f"view_{plane.value}"] = time.perf_counter() - t0
+    return acc
+
+
+def predict_labels(volume: np.ndarray, network: Network, labelset: LabelSet, cfg: InferenceConfig,
+                   progress: Progress | None = None, timings: dict[str, float] | None = None) -> np.ndarray:
+    """Class indices (uint8 or int16) on the conformed grid."""
+    acc = predict_probabilities(volume, network, labelset, cfg, progress, timings)
+    t0 = time.perf_counter()
+    out = acc.argmax()
+    if timings is not None:
+        timings["fusion"] = time.perf_counter() - t0
+    return out

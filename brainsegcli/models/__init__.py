@@ -1,0 +1,13 @@
+"""Registered model families. Importing this package registers every architecture."""
+
+from brainsegcli.models import deepmrseg, unet  # noqa: F401  (registration)
+from brainsegcli.models.registry import (
+    ModelSpec,
+    count_parameters,
+    create_model,
+    get_spec,
+    list_models,
+    register_model,
+)
+
+__all__ = ["ModelSpec", "count_parameters", "create_model", "get_spec", "list_models", "register_model"]

@@ -1,0 +1,132 @@
+"""The parcellate job for one input: load, conform, infer, bring back to native space, write outputs.
+
+All outputs of one input appear together or not at all (a staged folder renamed at the end).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from brainsegcli.inference.aggregate import normalise_weights
+from brainsegcli.inference.predictor import InferenceConfig, Network, Progress, predict_labels
+from brainsegcli.io.atomic import staged_dir
+from brainsegcli.io.conform import conform, to_native
+from brainsegcli.io.image import load_volume, looks_like_label_map, save_volume
+from brainsegcli.labels import LabelSet, indices_to_ids
+from brainsegcli.reports import volume_rows, write_json, write_qc_png, write_volumes_csv
+
+OUTPUT_FILES = ("labels.nii.gz", "labels_conformed.nii.gz", "conformed.nii.gz", "volumes.csv", "qc.png",
+                "report.json")
+
+
+@dataclass
+class ModelInfo:
+    """What report.json says about the network that ran."""
+
+    architecture: str
+    weights_name: str | None
+    weights_sha256: str | None
+    weights_source: str
+    untrained: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def package_versions() -> dict[str, str]:
+    import nibabel
+    import scipy
+
+    from brainsegcli import __version__
+
+    return {"brainseg": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "nibabel": nibabel.__version__, "scipy": scipy.__version__, "python": sys.version.split()[0],
+            "platform": platform.platform()}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelset: LabelSet,
+                   cfg: InferenceConfig, model_info: ModelInfo, *, force: bool = False,
+                   progress: Progress | None = None, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the whole job for one input; returns the report dictionary."""
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+
+    def note(msg: str) -> None:
+        warnings.append(msg)
+        if warn:
+            warn(msg)
+
+    t = time.perf_counter()
+    vol = load_volume(input_path)
+    timings["load"] = time.perf_counter() - t
+    if looks_like_label_map(vol.data):
+        note(f"{input_path}: looks like a label map, not a T1 image; results will be meaningless")
+
+    t = time.perf_counter()
+    conf = conform(vol)
+    timings["conform"] = time.perf_counter() - t
+
+    was_training = getattr(network, "training", False)
+    if isinstance(network, torch.nn.Module):
+        network.eval()
+    indices = predict_labels(conf.data, network, labelset, cfg, progress=progress, timings=timings)
+    if isinstance(network, torch.nn.Module) and was_training:
+        network.train()
+    labels_conf = indices_to_ids(indices, labelset)
+
+    t = time.perf_counter()
+    labels_native = to_native(labels_conf, conf)
+    timings["native_resampling"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    rows = volume_rows(labels_conf, labelset)
+    report: dict[str, Any] = {
+        "input": {"path": str(Path(input_path).resolve()), "sha256": _sha256(Path(input_path)),
+                  "shape": list(vol.shape), "voxel_size_mm": [round(s, 6) for s in vol.spacing],
+                  "dtype": vol.meta.get("dtype")},
+        "conform": {"passthrough": conf.passthrough, "src_min": conf.src_min, "scale": conf.scale,
+                    "rule": "FastSurfer conform: LIA, 1 mm, 256^3, uint8; robust range 0..99.9% of non-zero"},
+        "model": {"architecture": model_info.architecture, "weights": model_info.weights_name,
+                  "weights_sha256": model_info.weights_sha256, "weights_source": model_info.weights_source,
+                  "untrained": model_info.untrained, **model_info.extra},
+        "labelset": {"name": labelset.name, "num_classes": labelset.num_classes},
+        "inference": {"device": str(cfg.device), "precision": str(cfg.dtype).replace("torch.", ""),
+                      "views": [p.value for p in cfg.views],
+                      "view_weights": {p.value: round(w, 4) for p, w in normalise_weights(cfg.views, cfg.view_weights).items()},
+                      "slices_per_stack": cfg.n_slices, "batch_size": cfg.batch_size, "crop": cfg.crop,
+                      "sagittal_lr_merge": cfg.sagittal_lr_merge, "threads": torch.get_num_threads(),
+                      "native_resampling": "nearest neighbour of the conformed labels"},
+        "volumes": {"space": "conformed (1 mm isotropic)",
+                    "total_labelled_mm3": rows[-2]["volume_mm3"], "brain_excl_csf_mm3": rows[-1]["volume_mm3"]},
+        "qc": {"layout": "top: image, bottom: labels; sagittal, coronal, axial; radiological (subject's left "
+                         "on the right)"},
+        "warnings": warnings,
+        "versions": package_versions(),
+    }
+    with staged_dir(target_dir, force=force) as tmp:
+        save_volume(labels_native, vol.affine, tmp / "labels.nii.gz")
+        save_volume(labels_conf, conf.affine, tmp / "labels_conformed.nii.gz")
+        save_volume(conf.data, conf.affine, tmp / "conformed.nii.gz")
+        write_volumes_csv(tmp / "volumes.csv", rows)
+        write_qc_png(tmp / "qc.png", conf.data, labels_conf, labelset)
+        timings["write"] = time.perf_counter() - t
+        report["seconds"] = {k: round(v, 3) for k, v in timings.items()}
+        report["seconds"]["total"] = round(sum(timings.values()), 3)
+        report["outputs"] = {name: str((target_dir / name).resolve()) for name in OUTPUT_FILES}
+        write_json(tmp / "report.json", report)
+    return report

@@ -1,0 +1,1 @@
+"""Checkpoints: format, manifest, resolution of ``--weights``."""
