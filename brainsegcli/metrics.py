@@ -80,7 +80,7 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing=None) -> tuple[
     from scipy.ndimage import distance_transform_edt
 
     p, r = np.asarray(pred, bool), np.asarray(ref, bool)
-    spacing = tuple(float(s) for s in (spacing or (1.0,) * p.ndim))
+    spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0,) * p.ndim
     # crop to the union (+1 voxel) and pad with background: identical to the full-array result
     box = _crop_box(p, r)
     p = np.pad(p[box], 1)
@@ -107,7 +107,7 @@ def distance_metrics(pred: np.ndarray, ref: np.ndarray, spacing=None) -> tuple[f
 
 
 def label_metrics(pred: np.ndarray, ref: np.ndarray, spacing=None) -> LabelMetrics:
-    spacing = tuple(float(s) for s in (spacing or (1.0,) * np.ndim(pred)))
+    spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0,) * np.ndim(pred)
     vox = float(np.prod(spacing))
     p, r = np.asarray(pred, bool), np.asarray(ref, bool)
     vp, vr = float(p.sum()) * vox, float(r.sum()) * vox

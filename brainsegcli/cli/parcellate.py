@@ -100,7 +100,7 @@ def parcellate(
     from brainsegcli.inference.device import resolve_device, resolve_precision
     from brainsegcli.inference.predictor import InferenceConfig
     from brainsegcli.io.atomic import check_target, ensure_writable_dir
-    from brainsegcli.io.image import image_stem
+    from brainsegcli.io.image import check_file, image_stem
     from brainsegcli.labels import get_labelset
     from brainsegcli.types import BrainsegError, Plane
 
@@ -113,6 +113,8 @@ def parcellate(
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise BrainsegError(f"several inputs would write to the same folder {dup[0]!r}; run them separately")
+    for path, _ in jobs:
+        check_file(path)  # cheap checks first: a missing file is reported before anything is loaded
     plane_list = Plane.parse_list(views)
     setup_threads(threads)
     dev = resolve_device(device)

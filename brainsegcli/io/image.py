@@ -29,7 +29,7 @@ def image_stem(path: str | Path) -> str:
     return Path(name).stem
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
     if not path.exists():
         raise BrainsegError(f"{path}: no such file")
     if path.is_dir():
@@ -56,6 +56,21 @@ def check_geometry(affine: np.ndarray, shape: tuple[int, ...], where: str) -> No
             f"{where}: field of view {tuple(np.round(fov).astype(int))} mm is far larger than a head")
 
 
+def _raw_zooms(path: Path, img) -> np.ndarray:
+    """Voxel sizes as stored in the file (nibabel silently replaces a 0 pixdim by 1 on load)."""
+    import nibabel as nib
+
+    zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
+    if isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        try:
+            with nib.openers.ImageOpener(str(path)) as fh:
+                raw = type(img.header).from_fileobj(fh, check=False)
+            zooms = np.abs(np.asarray(raw["pixdim"][1:4], dtype=float))
+        except Exception:
+            pass  # the loaded header is the best we have
+    return zooms
+
+
 def load_volume(path: str | Path, *, kind: str = "image") -> Volume:
     """Load a 3D scalar NIfTI/MGZ volume (a 4D file with a single volume is accepted).
 
@@ -64,7 +79,7 @@ def load_volume(path: str | Path, *, kind: str = "image") -> Volume:
     import nibabel as nib
 
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for unreadable files
@@ -84,6 +99,9 @@ def load_volume(path: str | Path, *, kind: str = "image") -> Volume:
     dtype = img.get_data_dtype()
     if dtype.fields is not None or dtype.kind not in "biuf":
         raise BrainsegError(f"{path}: voxel type {dtype} is not a real scalar (complex/RGB/other)")
+    zooms = _raw_zooms(path, img)
+    if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
+        raise BrainsegError(f"{path}: invalid voxel size {tuple(zooms.tolist())} in the header")
     check_geometry(img.affine, shape, str(path))
     try:
         with warnings.catch_warnings():

@@ -50,11 +50,12 @@ class DeepMRSeg(nn.Module):
         self.fuse = nn.ModuleList()
         self.dec = nn.ModuleList()
         self.aux = nn.ModuleList()
-        for deep, shallow in zip(f[::-1][:-1], f[::-1][1:]):
+        levels = list(zip(f[::-1][:-1], f[::-1][1:]))
+        for i, (deep, shallow) in enumerate(levels):
             self.up.append(nn.ConvTranspose2d(deep, shallow, 2, stride=2))
             self.fuse.append(ConvBNAct(2 * shallow, shallow, 1))
             self.dec.append(nn.Sequential(*[InceptionResNetA(shallow) for _ in range(blocks_per_level)]))
-            if deep_supervision:
+            if deep_supervision and i < len(levels) - 1:  # the last level feeds the main head
                 self.aux.append(nn.Conv2d(shallow, num_classes, 1))
         self.head = nn.Conv2d(f[0], num_classes, 1)
         self.deep_supervision = deep_supervision

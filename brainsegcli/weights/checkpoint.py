@@ -93,7 +93,7 @@ def read_config(directory: str | Path) -> CheckpointConfig:
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, CheckpointConfig]:
     """Rebuild the registered architecture and load its weights with ``strict=True``."""
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from brainsegcli.labels import get_labelset
@@ -109,7 +109,7 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
                          **cfg.model_args)
     try:
         state = load_file(str(wpath), device="cpu")
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise BrainsegError(f"{wpath}: not a valid safetensors file ({exc})") from None
     ref = model.state_dict()
     state = {k: v.to(ref[k].dtype) if k in ref and v.is_floating_point() else v for k, v in state.items()}
