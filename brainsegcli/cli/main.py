@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from brainsegcli.cli import evaluate, models, parcellate
+from brainsegcli.cli import evaluate, models, parcellate, train
 
 app = typer.Typer(name="brainseg", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Brain MRI segmentation with 2.5D multi-view deep networks.")
@@ -29,6 +29,7 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
 app.command("parcellate")(parcellate.parcellate)
 app.command("evaluate")(evaluate.evaluate)
 app.command("models")(models.models)
+app.command("train")(train.train)
 
 
 def run() -> None:

@@ -1,0 +1,214 @@
+"""SynthSeg-style synthetic T1-like images from label maps.
+
+Random parameters are drawn by :func:`sample_params` (pure function of a numpy Generator) and
+applied deterministically by :func:`synthesize`; the same parameters always give the same image.
+
+Per sample: a random affine (rotation, scaling, shear) and a smooth random elastic displacement
+deform the label map (nearest neighbour); each generation class gets a Gaussian intensity (means and
+standard deviations from SynthSeg's T1 priors for a realistic T1 contrast, or uniform for a random
+contrast); then a smooth multiplicative bias field, blur (isotropic, or anisotropic to mimic thick
+slices), Gaussian noise and a gamma transform; optionally the extra-cerebral tissues are removed
+(skull-stripped look). The result is conformed with the same code as real inputs.
+
+SynthSeg's prior files hold, per generation class, two rows: row 0 is the mean and row 1 the
+standard deviation of a normal distribution from which the class's mean (``prior_means_t1``) or
+standard deviation (``prior_stds_t1``) is drawn (row 1 is smaller than row 0 for every class, so
+they cannot be the ``[low, high]`` bounds of a uniform range).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from brainsegcli.io.conform import conform, resample_labels
+from brainsegcli.types import Volume
+
+
+@dataclass
+class SynthConfig:
+    p_t1_contrast: float = 0.5          # realistic T1 priors; otherwise uniform random contrast
+    p_skull_strip: float = 0.4
+    rotation_deg: float = 15.0
+    scaling: float = 0.15
+    shear: float = 0.02
+    elastic_mm: float = 3.0             # max std of the coarse displacement field (voxels = mm)
+    elastic_grid: int = 6
+    bias_std: float = 0.4
+    bias_grid: int = 4
+    p_thick_slices: float = 0.4
+    max_slice_mm: float = 5.0
+    max_blur_sigma: float = 0.6
+    max_noise: float = 10.0
+    gamma_std: float = 0.25
+    uniform_mean: tuple[float, float] = (0.0, 220.0)
+    uniform_std: tuple[float, float] = (0.0, 25.0)
+
+
+@dataclass
+class Priors:
+    """Generation labels, their classes and the intensity priors (SynthSeg layout)."""
+
+    labels: np.ndarray                      # generation label IDs
+    classes_t1: np.ndarray                  # class per label, T1 priors
+    classes_random: np.ndarray              # class per label, random contrast
+    means_t1: np.ndarray                    # (2, n_classes_t1): [mu, sd] of the class mean
+    stds_t1: np.ndarray                     # (2, n_classes_t1): [mu, sd] of the class std
+    lut: np.ndarray = field(init=False)     # label id -> row in `labels` (background row for unknown)
+
+    def __post_init__(self):
+        self.lut = np.zeros(int(self.labels.max()) + 1, dtype=np.int64)
+        self.lut[self.labels] = np.arange(len(self.labels))
+
+    @classmethod
+    def load(cls, priors_dir: str | Path) -> "Priors":
+        d = Path(priors_dir)
+        return cls(np.load(d / "generation_labels.npy").astype(np.int64),
+                   np.load(d / "generation_classes_contrast_specific.npy").astype(np.int64),
+                   np.load(d / "generation_classes.npy").astype(np.int64),
+                   np.load(d / "prior_means_t1.npy"), np.load(d / "prior_stds_t1.npy"))
+
+    @classmethod
+    def generic(cls, label_ids) -> "Priors":
+        """Without prior files: every label its own class, plausible generic T1 priors."""
+        ids = np.unique(np.r_[0, np.asarray(label_ids, dtype=np.int64)])
+        n = len(ids)
+        means = np.vstack([np.linspace(20, 200, n), np.full(n, 15.0)])
+        means[0, 0] = 5.0
+        stds = np.vstack([np.full(n, 10.0), np.full(n, 3.0)])
+        return cls(ids, np.arange(n), np.arange(n), means, stds)
+
+
+@dataclass
+class SynthParams:
+    affine: np.ndarray          # 3x3 linear part (output -> source, about the volume centre)
+    translation: np.ndarray     # 3 voxels
+    elastic: np.ndarray         # (3, g, g, g) coarse displacement in voxels
+    t1_contrast: bool
+    class_means: np.ndarray
+    class_stds: np.ndarray
+    skull_strip: bool
+    bias: np.ndarray            # (b, b, b) log-field
+    blur_sigma: np.ndarray      # 3 voxels
+    noise_std: float
+    gamma: float
+    noise_seed: int
+
+
+def _rotation(angles_rad: np.ndarray) -> np.ndarray:
+    a, b, c = angles_rad
+    rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+    ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
+    rz = np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def sample_params(rng: np.random.Generator, priors: Priors, cfg: SynthConfig = SynthConfig()) -> SynthParams:
+    rot = _rotation(np.deg2rad(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg, 3)))
+    scale = np.diag(rng.uniform(1 - cfg.scaling, 1 + cfg.scaling, 3))
+    shear = np.eye(3) + np.triu(rng.uniform(-cfg.shear, cfg.shear, (3, 3)), 1)
+    elastic_std = rng.uniform(0, cfg.elastic_mm)
+    t1 = bool(rng.random() < cfg.p_t1_contrast)
+    if t1:
+        n = priors.means_t1.shape[1]
+        means = np.clip(rng.normal(priors.means_t1[0], priors.means_t1[1]), 0, 255)
+        stds = np.clip(rng.normal(priors.stds_t1[0], priors.stds_t1[1]), 0, None)
+        stds = np.minimum(stds, 0.35 * np.maximum(means, 10))  # keep classes distinguishable
+        assert len(means) == n
+    else:
+        n = int(priors.classes_random.max()) + 1
+        means = rng.uniform(*cfg.uniform_mean, n)
+        stds = rng.uniform(*cfg.uniform_std, n)
+    thick = rng.random() < cfg.p_thick_slices
+    sigma = np.full(3, rng.uniform(0, cfg.max_blur_sigma))
+    if thick:
+        sigma[rng.integers(3)] = 0.42 * rng.uniform(1.5, cfg.max_slice_mm)  # FWHM ~ slice thickness
+    return SynthParams(
+        affine=rot @ scale @ shear, translation=rng.uniform(-5, 5, 3),
+        elastic=rng.normal(0, elastic_std, (3,) + (cfg.elastic_grid,) * 3),
+        t1_contrast=t1, class_means=means, class_stds=stds,
+        skull_strip=bool(rng.random() < cfg.p_skull_strip),
+        bias=rng.normal(0, rng.uniform(0, cfg.bias_std), (cfg.bias_grid,) * 3),
+        blur_sigma=sigma, noise_std=float(rng.uniform(0, cfg.max_noise)),
+        gamma=float(np.exp(rng.normal(0, cfg.gamma_std))), noise_seed=int(rng.integers(2**31)),
+    )
+
+
+def deform(volumes: torch.Tensor, p: SynthParams) -> torch.Tensor:
+    """Nearest-neighbour deformation of (C, X, Y, Z) label volumes by the affine + elastic field."""
+    shape = volumes.shape[1:]
+    dev = volumes.device
+    axes = [torch.arange(s, dtype=torch.float32, device=dev) - (s - 1) / 2 for s in shape]
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)           # (X, Y, Z, 3) voxels
+    A = torch.as_tensor(p.affine, dtype=torch.float32, device=dev)
+    src = grid @ A.T + torch.as_tensor(p.translation, dtype=torch.float32, device=dev)
+    disp = F.interpolate(torch.as_tensor(p.elastic, dtype=torch.float32, device=dev)[None], size=tuple(shape),
+                         mode="trilinear", align_corners=True)[0]               # (3, X, Y, Z)
+    src = src + disp.permute(1, 2, 3, 0)
+    # grid_sample wants (x, y, z) = (W, H, D) order, normalised to [-1, 1]
+    half = torch.tensor([(s - 1) / 2 for s in shape], dtype=torch.float32, device=dev)
+    norm = (src / half).flip(-1)
+    out = F.grid_sample(volumes[None].float(), norm[None], mode="nearest", padding_mode="zeros",
+                        align_corners=True)
+    return out[0]
+
+
+def _gaussian_blur(img: torch.Tensor, sigma: np.ndarray) -> torch.Tensor:
+    from scipy.ndimage import gaussian_filter1d
+
+    x = img.numpy()
+    for ax, sd in enumerate(sigma):
+        if sd >= 0.1:
+            x = gaussian_filter1d(x, float(sd), axis=ax, mode="nearest", truncate=3.0)
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def intensities(gen_labels: torch.Tensor, priors: Priors, p: SynthParams) -> torch.Tensor:
+    """Gaussian intensity per generation class (no bias, blur, noise or gamma)."""
+    row = torch.as_tensor(priors.lut, device=gen_labels.device)[gen_labels.clamp(0, len(priors.lut) - 1).long()]
+    classes = torch.as_tensor(priors.classes_t1 if p.t1_contrast else priors.classes_random,
+                              device=gen_labels.device)[row]
+    means = torch.as_tensor(p.class_means, dtype=torch.float32, device=gen_labels.device)[classes]
+    stds = torch.as_tensor(p.class_stds, dtype=torch.float32, device=gen_labels.device)[classes]
+    g = torch.Generator(device=gen_labels.device).manual_seed(p.noise_seed)
+    noise = torch.randn(gen_labels.shape, generator=g, device=gen_labels.device)
+    return (means + stds * noise).clamp_(min=0)
+
+
+def synthesize(label_map: np.ndarray, target: np.ndarray, priors: Priors, p: SynthParams,
+               affine: np.ndarray, corrupt: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply ``p`` to a label map (256^3 LIA 1 mm) and its training target (class indices).
+
+    Returns (conformed uint8 image, deformed target, raw float image before conform).
+    """
+    vols = torch.stack([torch.as_tensor(label_map.astype(np.float32)), torch.as_tensor(target.astype(np.float32))])
+    gen, tgt = deform(vols, p)
+    gen = gen.round().long()
+    img = intensities(gen, priors, p)
+    if p.skull_strip:
+        keep = (gen > 0) & (gen < 500)
+        img = img * keep
+    if corrupt:
+        bias = F.interpolate(torch.as_tensor(p.bias, dtype=torch.float32)[None, None], size=tuple(img.shape),
+                             mode="trilinear", align_corners=True)[0, 0]
+        img = img * torch.exp(bias)
+        img = _gaussian_blur(img, p.blur_sigma)
+        g = torch.Generator().manual_seed(p.noise_seed + 1)
+        img = img + p.noise_std * torch.randn(img.shape, generator=g)
+        img = img.clamp_(min=0)
+        mx = float(img.max())
+        if mx > 0:
+            img = (img / mx) ** p.gamma * 255.0
+        if p.skull_strip:
+            img = img * keep  # background stays exactly zero, as after real skull stripping
+    raw = img.numpy()
+    conf = conform(Volume(raw, affine))
+    tgt_np = tgt.round().numpy().astype(target.dtype)
+    if tgt_np.shape != conf.data.shape or not conf.passthrough and not np.allclose(conf.native_to_conformed, np.eye(4)):
+        tgt_np = resample_labels(tgt_np, conf.native_to_conformed, conf.data.shape)
+    return conf.data, tgt_np, raw

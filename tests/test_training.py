@@ -1,0 +1,230 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from brainsegcli.labels import get_labelset, ids_to_indices
+from brainsegcli.metrics import dice
+from brainsegcli.training.data import StackSampler, Subject, load_real, split_subjects, subjects_from_csv
+from brainsegcli.training.losses import SegmentationLoss, label_edges, merge_sagittal
+from brainsegcli.training.synth import Priors, SynthConfig, sample_params, synthesize
+from brainsegcli.types import BrainsegError, Plane
+
+from conftest import head_phantom
+
+TINY = '{"features": [8, 16, 32]}'
+
+
+def phantom_pair(d: Path, name: str, shape=(48, 56, 48), seed=0):
+    """A T1-like phantom and its FreeSurfer-style label map (24 CSF, 3 cortex, 2 WM)."""
+    img = head_phantom(shape, seed)
+    lab = np.zeros(shape, np.int16)
+    lab[(img > 100) & (img < 200)] = 24
+    lab[(img > 500) & (img < 700)] = 3
+    lab[img > 800] = 2
+    aff = np.eye(4)
+    ip, lp = d / f"{name}_T1w.nii.gz", d / f"{name}_aseg.nii.gz"
+    nib.save(nib.Nifti1Image(img, aff), ip)
+    nib.save(nib.Nifti1Image(lab, aff), lp)
+    return ip, lp
+
+
+def test_tiny_model_overfits_a_phantom():
+    from brainsegcli.models import create_model
+
+    torch.manual_seed(0)
+    ls = get_labelset("tissue")
+    img = np.zeros((64, 64, 64), np.uint8)
+    g = np.indices(img.shape)
+    r = np.sqrt(((g - 32) ** 2).sum(0))
+    tgt = np.zeros(img.shape, np.uint8)
+    for rad, val, cls in ((26, 60, 1), (20, 130, 2), (12, 230, 3)):
+        img[r < rad], tgt[r < rad] = val, cls
+    model = create_model("unet", num_classes=4, tiny=True).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss_fn = SegmentationLoss(4, 0.5, 0.5)
+    sampler = StackSampler(img, tgt, tuple(Plane))
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        x, y, sag = sampler.draw(rng, 8)
+        loss = loss_fn(model(torch.from_numpy(x).float() / 255), torch.from_numpy(y), torch.from_numpy(sag))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    from brainsegcli.inference.predictor import InferenceConfig, predict_labels
+
+    pred = predict_labels(img, model.eval(), ls, InferenceConfig())
+    scores = [dice(pred == c, tgt == c) for c in (1, 2, 3)]
+    assert min(scores) > 0.95, scores
+
+
+def test_sagittal_merge_in_the_loss():
+    ls = get_labelset("subcortical")
+    lt, rt = ls.index_of(10), ls.index_of(49)
+    probs = torch.zeros(2, ls.num_classes, 1, 1)
+    probs[:, rt] = 1.0   # the network says 'right' ...
+    target = torch.full((2, 1, 1), lt)  # ... for a left structure
+    groups = torch.as_tensor(ls.sagittal_index)
+    p, t = merge_sagittal(probs, target, torch.tensor([True, False]), groups)
+    assert p[0, t[0, 0, 0], 0, 0] == 1.0   # sagittal: side-agnostic, counted as right
+    assert p[1, t[1, 0, 0], 0, 0] == 0.0   # other views: wrong side is wrong
+    edges = label_edges(torch.tensor([[[0, 0, 1, 1]]]))
+    assert edges.tolist() == [[[[0.0, 1.0, 1.0, 0.0]]]]
+
+
+def test_synthetic_generator_keeps_labels_and_follows_the_gaussians():
+    shape = (64, 64, 64)
+    lab = np.zeros(shape, np.int16)
+    g = np.indices(shape)
+    r = np.sqrt(((g - 32) ** 2).sum(0))
+    lab[r < 28] = 24
+    lab[r < 24] = 3
+    lab[r < 15] = 2
+    lab[(r < 8) & (g[0] > 32)] = 10
+    lab[(r < 8) & (g[0] <= 32)] = 49
+    ls = get_labelset("aseg")
+    from brainsegcli.labels import map_labels
+
+    tgt = ids_to_indices(map_labels(lab, ls)[0], ls)
+    priors = Priors.generic(np.unique(lab))
+    p = sample_params(np.random.default_rng(0), priors, SynthConfig(p_skull_strip=0.0))
+    aff = np.eye(4)
+    aff[:3, :3] = [[-1, 0, 0], [0, 0, 1], [0, -1, 0]]
+    image, target, raw = synthesize(lab, tgt, priors, p, aff, corrupt=False)
+    assert image.dtype == np.uint8 and image.shape == target.shape == (256, 256, 256)  # conformed
+    assert set(np.unique(target)) <= set(np.unique(tgt))      # no invented labels
+    from scipy.ndimage import label as cc
+
+    for c in np.unique(tgt)[1:]:
+        comp, n = cc(target == c)
+        sizes = np.bincount(comp.ravel())[1:]
+        assert sizes.max() > 0.9 * sizes.sum()                # topology roughly kept
+        assert abs(int((target == c).sum()) - int((tgt == c).sum())) < 0.5 * (tgt == c).sum()
+    # deterministic: the same parameters give the same image
+    again = synthesize(lab, tgt, priors, p, aff, corrupt=False)[0]
+    assert np.array_equal(image, again)
+    # intensities follow the per-class Gaussians drawn in p (before corruption)
+    from brainsegcli.training.synth import deform, intensities
+
+    gen = deform(torch.stack([torch.as_tensor(lab, dtype=torch.float32)] * 2), p)[0].round().long()
+    vals = intensities(gen, priors, p).numpy()
+    for lid in (2, 3, 24):
+        cls = priors.classes_t1[priors.lut[lid]] if p.t1_contrast else priors.classes_random[priors.lut[lid]]
+        mu, sd = p.class_means[cls], p.class_stds[cls]
+        v = vals[gen.numpy() == lid]
+        assert abs(v.mean() - mu) < 0.1 * sd + 0.5 and abs(v.std() - sd) < 0.1 * sd + 0.5
+
+
+def test_real_t1_sample_looks_like_t1(synthseg_dir):
+    """SynthSeg's T1 priors: white matter brighter than grey matter, grey brighter than CSF."""
+    priors = Priors.load(synthseg_dir / "priors")
+    wm, gm, csf = (priors.means_t1[0][priors.classes_t1[priors.lut[i]]] for i in (2, 3, 4))
+    assert wm > gm > csf
+
+
+def test_data_sources_and_bad_input(tmp_path):
+    ip, lp = phantom_pair(tmp_path, "s1")
+    (tmp_path / "pairs.csv").write_text(f"image,labels\n{ip.name},{lp.name}\n")
+    subs = subjects_from_csv(tmp_path / "pairs.csv")
+    img, tgt = load_real(subs[0], get_labelset("tissue"))
+    assert img.shape == tgt.shape == (256, 256, 256) and set(np.unique(tgt)) == {0, 1, 2, 3}
+    # grid mismatch
+    nib.save(nib.Nifti1Image(np.zeros((10, 10, 10), np.int16), np.eye(4)), tmp_path / "small.nii.gz")
+    with pytest.raises(BrainsegError, match="does not match"):
+        load_real(Subject("x", tmp_path / "small.nii.gz", ip), get_labelset("tissue"))
+    # labels without a mapping rule
+    bad = np.asarray(nib.load(lp).dataobj).copy()
+    bad[0, 0, 0] = 999
+    nib.save(nib.Nifti1Image(bad, np.eye(4)), tmp_path / "bad.nii.gz")
+    with pytest.raises(BrainsegError, match="no mapping"):
+        load_real(Subject("x", tmp_path / "bad.nii.gz", ip), get_labelset("tissue"))
+    with pytest.raises(BrainsegError, match="empty"):
+        split_subjects([], 1)
+    with pytest.raises(BrainsegError, match="hold out"):
+        split_subjects(subs, 1)
+
+
+def _train_cli(args, env=None):
+    from typer.testing import CliRunner
+
+    from brainsegcli.cli.main import app
+
+    return CliRunner().invoke(app, ["train", *args])
+
+
+@pytest.fixture
+def pairs_csv(tmp_path):
+    rows = ["image,labels"]
+    for i in range(3):
+        ip, lp = phantom_pair(tmp_path, f"s{i}", seed=i)
+        rows.append(f"{ip.name},{lp.name}")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "pairs.csv"
+
+
+COMMON = ["--model", "unet", "--labelset", "tissue", "--model-args", TINY, "--steps-per-epoch", "3",
+          "--batch-size", "4", "--stacks-per-volume", "8", "--val", "1", "--device", "cpu", "--precision", "fp32",
+          "--quiet", "--crop", "128"]
+
+
+def test_resume_continues_exactly(pairs_csv, tmp_path):
+    from safetensors.torch import load_file
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    r = _train_cli(["--pairs", str(pairs_csv), "--out", str(full), "--epochs", "2", *COMMON])
+    assert r.exit_code == 0, r.output
+    r = _train_cli(["--pairs", str(pairs_csv), "--out", str(part), "--epochs", "1", *COMMON])
+    assert r.exit_code == 0, r.output
+    r = _train_cli(["--resume", str(part), "--epochs", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    a = load_file(full / "last" / "model.safetensors")
+    b = load_file(part / "last" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    lines = (part / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    split = json.loads((full / "split.json").read_text())
+    assert len(split["validation"]) == 1 and not set(split["validation"]) & set(split["train"])
+    assert (full / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    card = (full / "best" / "README.md").read_text()
+    assert card.startswith("---\n") and "pipeline_tag: image-segmentation" in card
+    # the result is directly usable by parcellate
+    from typer.testing import CliRunner
+
+    from brainsegcli.cli.main import app
+
+    t1 = pairs_csv.parent / "s0_T1w.nii.gz"
+    r = CliRunner().invoke(app, ["parcellate", str(t1), "-o", str(tmp_path / "seg"), "--weights",
+                                 str(full / "best"), "-q", "--views", "axial"])
+    assert r.exit_code == 0, r.output
+
+
+def test_train_bad_input(tmp_path, pairs_csv):
+    r = _train_cli(["--pairs", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"), *COMMON])
+    assert r.exit_code == 1 and "no such file" in r.output
+    (tmp_path / "missing.csv").write_text("image,labels\nx.nii.gz,y.nii.gz\n")
+    r = _train_cli(["--pairs", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o"), *COMMON])
+    assert r.exit_code == 1 and "no such file" in r.output
+    (tmp_path / "empty.csv").write_text("image,labels\n")
+    r = _train_cli(["--pairs", str(tmp_path / "empty.csv"), "--out", str(tmp_path / "o"), *COMMON])
+    assert r.exit_code == 1 and "no subjects" in r.output
+    r = _train_cli(["--out", str(tmp_path / "o"), *COMMON])
+    assert r.exit_code == 1 and "data source" in r.output
+    r = _train_cli(["--resume", str(tmp_path)])
+    assert r.exit_code == 1 and "resumable" in r.output
+
+
+def test_ddp_two_gloo_processes(pairs_csv, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "brainsegcli", "train", "--pairs", str(pairs_csv), "--out", str(out),
+                        "--epochs", "1", "--nproc", "2", *COMMON], capture_output=True, text=True, timeout=600,
+                       env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "last" / "model.safetensors").is_file() and (out / "best" / "config.json").is_file()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # rank 0 alone writes
