@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from brainsegcli.cli import evaluate, models, parcellate, train
+from brainsegcli.cli import evaluate, models, parcellate, train, weights
 
 app = typer.Typer(name="brainseg", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Brain MRI segmentation with 2.5D multi-view deep networks.")
@@ -30,6 +30,7 @@ app.command("parcellate")(parcellate.parcellate)
 app.command("evaluate")(evaluate.evaluate)
 app.command("models")(models.models)
 app.command("train")(train.train)
+app.add_typer(weights.app, name="weights")
 
 
 def run() -> None:

@@ -44,6 +44,9 @@ class CheckpointConfig:
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.to_json())
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=list) + "\n"
 
