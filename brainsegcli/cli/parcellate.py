@@ -24,6 +24,7 @@ from brainsegcli.cli.options import (
 )
 
 DEFAULT_LABELSET = "aseg"
+LABELSET_ORDER = ("aseg", "tissue", "subcortical", "dkt95")
 # architecture used with --allow-untrained when no --model is given
 UNTRAINED_DEFAULT = {"tissue": "unet", "subcortical": "deepmrseg", "aseg": "deepmrseg", "dkt95": "deepmrseg"}
 SAMPLE_FILE = "mni_icbm152_t1_tal_nlin_sym_09a.nii.gz"
@@ -56,7 +57,9 @@ def load_network(model: str | None, labelset: str | None, weights: str | None, a
     if model is not None:
         get_spec(model)
     if weights is None and not allow_untrained:
-        entry = default_entry(labelset or DEFAULT_LABELSET, model)
+        # without --labelset: the first label set (aseg, tissue, subcortical, dkt95) that has a default
+        candidates = [labelset] if labelset else list(LABELSET_ORDER)
+        entry = next((e for e in (default_entry(ls, model) for ls in candidates) if e is not None), None)
         if entry is None:
             raise BrainsegError(_no_weights_message(labelset or DEFAULT_LABELSET, model))
         weights = entry["name"]
