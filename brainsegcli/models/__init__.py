@@ -1,6 +1,7 @@
 """Registered model families. Importing this package registers every architecture."""
 
 from brainsegcli.models import deepmrseg, unet  # noqa: F401  (registration)
+from brainsegcli.models.sam import brainsegnet, lora_sam  # noqa: F401  (registration)
 from brainsegcli.models.registry import (
     ModelSpec,
     count_parameters,

@@ -139,6 +139,16 @@ def sample_params(rng: np.random.Generator, priors: Priors, cfg: SynthConfig = S
     )
 
 
+def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
+    if not mask.any():
+        return tuple(slice(0, n) for n in mask.shape)  # type: ignore[return-value]
+    out = []
+    for ax in range(3):
+        nz = np.flatnonzero(mask.any(axis=tuple(i for i in range(3) if i != ax)))
+        out.append(slice(max(int(nz[0]) - margin, 0), min(int(nz[-1]) + margin + 1, mask.shape[ax])))
+    return tuple(out)  # type: ignore[return-value]
+
+
 def deform(volumes: torch.Tensor, p: SynthParams) -> torch.Tensor:
     """Nearest-neighbour deformation of (C, X, Y, Z) label volumes by the affine + elastic field."""
     shape = volumes.shape[1:]
@@ -186,9 +196,18 @@ def synthesize(label_map: np.ndarray, target: np.ndarray, priors: Priors, p: Syn
 
     Returns (conformed uint8 image, deformed target, raw float image before conform).
     """
-    vols = torch.stack([torch.as_tensor(label_map.astype(np.float32)), torch.as_tensor(target.astype(np.float32))])
-    gen, tgt = deform(vols, p)
-    gen = gen.round().long()
+    # render only the labelled box (+ a margin for the deformation); the rest stays background
+    box = _box(label_map > 0, margin=12)
+    centre_shift = np.array([(b.start + b.stop - 1) / 2 - (n - 1) / 2 for b, n in zip(box, label_map.shape)])
+    # the deformation is about the volume centre: express it about the box centre
+    shifted = SynthParams(**{**p.__dict__, "translation": p.translation + (p.affine - np.eye(3)) @ centre_shift})
+    vols = torch.stack([torch.as_tensor(label_map[box].astype(np.float32)),
+                        torch.as_tensor(target[box].astype(np.float32))])
+    gen_box, tgt_box = deform(vols, shifted)
+    gen = torch.zeros(label_map.shape, dtype=torch.long)
+    tgt = torch.zeros(label_map.shape, dtype=torch.float32)
+    gen[box] = gen_box.round().long()
+    tgt[box] = tgt_box
     img = intensities(gen, priors, p)
     if p.skull_strip:
         keep = (gen > 0) & (gen < 500)
