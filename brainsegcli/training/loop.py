@@ -86,6 +86,7 @@ class VolumeStream:
             self.priors = Priors.load(cfg.priors_dir) if cfg.priors_dir else None
         self.pool = ThreadPoolExecutor(1)
         self.pending: dict[int, Any] = {}
+        self.current: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
 
     def make(self, key: list[int], subject: Subject, flip_p: float) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(key)
@@ -105,12 +106,15 @@ class VolumeStream:
         return self.make(key, subject, self.cfg.augment.get("flip", 0.0))
 
     def get(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.current is not None and self.current[0] == k:
+            return self.current[1]
         fut = self.pending.pop(k, None) or self.pool.submit(self._job, k)
         for old in [j for j in self.pending if j < k]:
             self.pending.pop(old).cancel()
         if k + 1 not in self.pending:
             self.pending[k + 1] = self.pool.submit(self._job, k + 1)
-        return fut.result()
+        self.current = (k, fut.result())
+        return self.current[1]
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -234,6 +238,7 @@ class Trainer:
         self.stream = VolumeStream(cfg, self.labelset, _subjects(cfg.train_subjects), self.dist.rank,
                                    self.dist.world)
         self._val: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._sampler: tuple[int, StackSampler] | None = None
 
     # ------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -261,7 +266,9 @@ class Trainer:
     def batch(self, step: int):
         k = step // self.steps_per_volume
         image, target = self.stream.get(k)
-        sampler = StackSampler(image, target, self.views, self.cfg.n_slices, self.cfg.crop)
+        if self._sampler is None or self._sampler[0] != k:
+            self._sampler = (k, StackSampler(image, target, self.views, self.cfg.n_slices, self.cfg.crop))
+        sampler = self._sampler[1]
         rng = np.random.default_rng([self.cfg.seed, self.dist.rank, k, step])
         x, y, sag = sampler.draw(rng, self.cfg.hp.batch_size)
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))

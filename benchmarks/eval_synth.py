@@ -1,0 +1,75 @@
+"""Per-structure Dice of a checkpoint on synthetic images made from held-out label maps, in several
+contrasts and resolutions (the model-card numbers of the bundled checkpoints).
+
+Usage: python benchmarks/eval_synth.py --weights RUN/best --maps training_seg_18,training_seg_19,training_seg_20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainsegcli.inference.device import resolve_precision
+from brainsegcli.inference.predictor import InferenceConfig, predict_labels
+from brainsegcli.labels import get_labelset
+from brainsegcli.metrics import dice
+from brainsegcli.training.data import Subject, load_label_map
+from brainsegcli.training.synth import Priors, SynthConfig, sample_params, synthesize
+from brainsegcli.weights.checkpoint import load_checkpoint
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthseg"
+VARIANTS = {
+    "t1-head": SynthConfig(p_t1_contrast=1.0, p_skull_strip=0.0, p_thick_slices=0.0),
+    "t1-stripped": SynthConfig(p_t1_contrast=1.0, p_skull_strip=1.0, p_thick_slices=0.0),
+    "t1-thick-slices": SynthConfig(p_t1_contrast=1.0, p_skull_strip=0.0, p_thick_slices=1.0),
+    "random-contrast": SynthConfig(p_t1_contrast=0.0, p_skull_strip=0.5, p_thick_slices=0.0),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--maps", default="training_seg_18,training_seg_19,training_seg_20")
+    ap.add_argument("--data", default=str(SHARED))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default="")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    model, cfg = load_checkpoint(a.weights)
+    model = model.to(memory_format=torch.channels_last)
+    ls = get_labelset(cfg.labelset)
+    priors = Priors.load(Path(a.data) / "priors")
+    dev = torch.device("cpu")
+    infer = InferenceConfig(device=dev, dtype=resolve_precision(dev, "auto"))
+    scores: dict[str, dict[str, list[float]]] = {}
+    for i, name in enumerate(a.maps.split(",")):
+        raw, tgt, aff = load_label_map(Subject(name, Path(a.data) / f"{name}.nii.gz"), ls)
+        for j, (vname, scfg) in enumerate(VARIANTS.items()):
+            p = sample_params(np.random.default_rng([1234, i, j]), priors, scfg)
+            img, y, _ = synthesize(raw, tgt, priors, p, aff)
+            pred = predict_labels(img, model, ls, infer)
+            for c in range(1, ls.num_classes):
+                d = dice(pred == c, y == c)
+                if not np.isnan(d):
+                    scores.setdefault(vname, {}).setdefault(ls.names[c], []).append(d)
+            print(name, vname, f"mean Dice {np.mean([dice(pred == c, y == c) for c in range(1, ls.num_classes)]):.4f}",
+                  flush=True)
+    names = list(ls.names[1:])
+    print("\n| structure | " + " | ".join(VARIANTS) + " |")
+    print("|---|" + "---|" * len(VARIANTS))
+    for n in names:
+        print(f"| {n} | " + " | ".join(f"{np.mean(scores[v][n]):.3f}" if n in scores.get(v, {}) else "n/a"
+                                       for v in VARIANTS) + " |")
+    means = {v: float(np.mean([np.mean(x) for x in scores[v].values()])) for v in scores}
+    print("| **mean** | " + " | ".join(f"**{means[v]:.3f}**" for v in VARIANTS) + " |")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"per_structure": {v: {n: float(np.mean(x)) for n, x in s.items()}
+                                                              for v, s in scores.items()}, "mean": means}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
