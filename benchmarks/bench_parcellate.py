@@ -13,12 +13,9 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time, tempfile
-from pathlib import Path
 import torch
 from brainsegcli.cli.parcellate import load_network, sample_path
 from brainsegcli.inference.device import resolve_device, resolve_precision

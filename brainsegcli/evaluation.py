@@ -13,6 +13,7 @@ import numpy as np
 from brainsegcli.io.atomic import atomic_write_text
 from brainsegcli.io.conform import resample_labels
 from brainsegcli.io.image import load_volume
+from brainsegcli.io.table import read_path_table
 from brainsegcli.labels import LABELSET_NAMES, LabelSet, get_labelset, map_labels
 from brainsegcli.metrics import METRIC_NAMES, evaluate_labels, summarize
 from brainsegcli.types import BrainsegError, Volume
@@ -79,17 +80,10 @@ def evaluate_pair(pred_path: Path, gt_path: Path, labelset: str = "auto", gt_fro
 
 
 def read_pairs(list_csv: Path) -> list[tuple[Path, Path]]:
-    if not list_csv.is_file():
-        raise BrainsegError(f"{list_csv}: no such file")
-    with open(list_csv, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"pred", "gt"} <= set(reader.fieldnames):
-            raise BrainsegError(f"{list_csv}: needs a header with columns 'pred' and 'gt'")
-        base = list_csv.parent
-        pairs = [((base / r["pred"]).resolve(), (base / r["gt"]).resolve()) for r in reader]
+    pairs = [(r["pred"], r["gt"]) for r in read_path_table(list_csv, ("pred", "gt"))]
     if not pairs:
         raise BrainsegError(f"{list_csv}: no rows")
-    return pairs
+    return pairs  # type: ignore[return-value]
 
 
 def summarize_subjects(results: list[dict[str, Any]]) -> dict[str, Any]:

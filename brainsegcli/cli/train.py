@@ -68,7 +68,7 @@ def train(
                "-m", "brainsegcli", *args]
         raise typer.Exit(subprocess.call(cmd))
 
-    from brainsegcli.training.loop import TrainConfig, Trainer
+    from brainsegcli.training.loop import Trainer
 
     setup_threads(threads)
     rank0 = int(os.environ.get("RANK", "0")) == 0

@@ -7,7 +7,6 @@ neighbour and mapped into the label set with the same functions ``evaluate`` use
 
 from __future__ import annotations
 
-import csv
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from brainsegcli.inference.slicing import extract_stacks, to_view
 from brainsegcli.io.conform import conform, conform_labels
 from brainsegcli.io.image import IMAGE_SUFFIXES, image_stem, load_volume
+from brainsegcli.io.table import read_path_table, require_dir
 from brainsegcli.labels import LabelSet, ids_to_indices, map_labels
 from brainsegcli.types import BrainsegError, Plane
 
@@ -29,24 +29,13 @@ class Subject:
 
 
 def subjects_from_csv(path: str | Path) -> list[Subject]:
-    path = Path(path)
-    if not path.is_file():
-        raise BrainsegError(f"{path}: no such file")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"image", "labels"} <= set(reader.fieldnames):
-            raise BrainsegError(f"{path}: needs a header with columns 'image' and 'labels'")
-        out = []
-        for i, row in enumerate(reader):
-            img, lab = (path.parent / row["image"]).resolve(), (path.parent / row["labels"]).resolve()
-            out.append(Subject(row.get("name") or image_stem(img) or f"row{i}", lab, img))
-    return out
+    rows = read_path_table(path, ("image", "labels"))
+    return [Subject(str(r.get("name") or image_stem(r["image"]) or f"row{i}"), r["labels"], r["image"])
+            for i, r in enumerate(rows)]
 
 
 def subjects_from_freesurfer(subjects_dir: str | Path) -> list[Subject]:
-    root = Path(subjects_dir)
-    if not root.is_dir():
-        raise BrainsegError(f"{root}: not a directory")
+    root = require_dir(subjects_dir)
     out = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         mri = sub / "mri"
@@ -59,9 +48,7 @@ def subjects_from_freesurfer(subjects_dir: str | Path) -> list[Subject]:
 
 def subjects_from_bids(root: str | Path) -> list[Subject]:
     """BIDS derivatives: ``sub-*/[ses-*/]anat/*_T1w.nii[.gz]`` with a matching ``*_dseg.nii[.gz]``."""
-    root = Path(root)
-    if not root.is_dir():
-        raise BrainsegError(f"{root}: not a directory")
+    root = require_dir(root)
     out = []
     for t1 in sorted(root.glob("sub-*/**/anat/*_T1w.nii*")):
         stem = image_stem(t1)[: -len("_T1w")]
@@ -72,9 +59,7 @@ def subjects_from_bids(root: str | Path) -> list[Subject]:
 
 
 def subjects_from_label_maps(folder: str | Path) -> list[Subject]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BrainsegError(f"{folder}: not a directory")
+    folder = require_dir(folder)
     maps = sorted(p for p in folder.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES))
     return [Subject(image_stem(p), p) for p in maps]
 
