@@ -112,3 +112,49 @@ def test_adapters_mix_along_the_slice_axis():
     y[:, 0] = 0  # change only the outermost slice
     with torch.no_grad():
         assert not torch.allclose(m(x), m(y))  # information from other slices reaches the centre
+
+
+def test_lora_sam_trains_from_a_base_and_stores_only_what_it_trained(tmp_path):
+    """A tiny stand-in for an official SAM .pth (same key layout, 4 mask tokens): train from it,
+    the checkpoint holds LoRA + prompt encoder + mask decoder and the base's sha256, and loading
+    rebuilds from the base."""
+    import json
+
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from brainsegcli.cli.main import app
+    from brainsegcli.weights.checkpoint import load_checkpoint, sha256_file
+
+    from test_training import phantom_pair
+
+    torch.manual_seed(0)
+    official_like = create_model("lora-sam", num_classes=4, tiny=True).state_dict()
+    official_like = {k: v for k, v in official_like.items() if not k.startswith("lora.")}
+    base = tmp_path / "sam_tiny.pth"
+    torch.save(official_like, base)
+    rows = ["image,labels"]
+    for i in range(2):
+        ip, lp = phantom_pair(tmp_path, f"s{i}", seed=i)
+        rows.append(f"{ip.name},{lp.name}")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    r = CliRunner().invoke(app, ["train", "--pairs", str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "run"),
+                                 "--model", "lora-sam", "--labelset", "subcortical", "--model-args",
+                                 '{"variant": "tiny", "image_size": 64, "lora_rank": 4}', "--base-weights", str(base),
+                                 "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--val", "1",
+                                 "--views", "axial", "--device", "cpu", "--precision", "fp32", "--quiet"])
+    assert r.exit_code == 0, r.output
+    best = tmp_path / "run" / "best"
+    stored = load_file(best / "model.safetensors")
+    assert stored and not any(k.startswith("image_encoder.") for k in stored)
+    assert any(k.startswith("lora.") for k in stored)
+    cfg = json.loads((best / "config.json").read_text())
+    assert cfg["base_model"]["sha256"] == sha256_file(base)
+    model, _ = load_checkpoint(best)
+    assert torch.equal(model.state_dict()["image_encoder.blocks.0.attn.qkv.weight"],
+                       official_like["image_encoder.blocks.0.attn.qkv.weight"])
+    base.write_bytes(base.read_bytes()[:-8] + b"corrupt!")
+    from brainsegcli.types import BrainsegError
+
+    with pytest.raises(BrainsegError, match="sha256"):
+        load_checkpoint(best)

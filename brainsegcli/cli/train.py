@@ -53,6 +53,8 @@ def train(
     precision: Precision = "auto",
     threads: Threads = None,
     init_from: Annotated[Optional[str], _F("--init-from", help="checkpoint to fine-tune")] = None,
+    base_weights: Annotated[Optional[str], _F("--base-weights", help="SAM models: official SAM .pth (path or "
+                                                                      "manifest name, e.g. sam-vit-b)")] = None,
     resume: Annotated[Optional[Path], _F("--resume", help="continue the run in this folder")] = None,
     nproc: Annotated[int, _F("--nproc", min=1, help="processes for DistributedDataParallel (torchrun)")] = 1,
     name: Annotated[str, _F("--name", help="checkpoint name")] = "",
@@ -183,6 +185,7 @@ def _new_config(**o):
                       steps_per_epoch=o["steps_per_epoch"], stacks_per_volume=o["stacks_per_volume"],
                       views=tuple(p.value for p in Plane.parse_list(o["views"])), crop=o["crop"], seed=o["seed"],
                       device=o["device"], precision=o["precision"], init_from=o["init_from"],
+                      base_weights=o["base_weights"],
                       name=o["name"] or run_dir.name, command="brainseg " + shlex.join(sys.argv[1:]))
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(run_dir / "run.json", run_config_dict(cfg))

@@ -59,6 +59,7 @@ class TrainConfig:
     augment: dict[str, float] = field(default_factory=lambda: {"flip": 0.5, "noise": 0.03, "scale": 0.1,
                                                                  "rotate_deg": 10.0})
     init_from: str | None = None
+    base_weights: str | None = None     # SAM models: official checkpoint (path or manifest name)
     name: str = ""
     command: str = ""
 
@@ -205,16 +206,21 @@ class Trainer:
         self.views = tuple(Plane(v) for v in cfg.views)
         hp = cfg.hp
         torch.manual_seed(cfg.seed)
+        init_base = None
         if cfg.init_from:
             self.model, ck = load_checkpoint(cfg.init_from)
             if ck.labelset != cfg.labelset or ck.architecture != cfg.model:
                 raise BrainsegError(f"--init-from {cfg.init_from} is a {ck.architecture}/{ck.labelset} checkpoint")
             self.model_args = ck.model_args
+            init_base = ck.base_model
         else:
             get_spec(cfg.model)
             self.model_args = {**get_spec(cfg.model).default_args, **hp.model_args}
             self.model = create_model(cfg.model, in_channels=cfg.n_slices, num_classes=self.labelset.num_classes,
                                       **self.model_args)
+        self.base_model = init_base if cfg.init_from else None
+        if cfg.base_weights and not cfg.init_from:
+            self.base_model = self._load_base(cfg.base_weights)
         self.model.to(self.device).train()
         self.net = self.model
         if self.dist.world > 1:
@@ -239,6 +245,15 @@ class Trainer:
                                    self.dist.world)
         self._val: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._sampler: tuple[int, StackSampler] | None = None
+
+    def _load_base(self, ref: str) -> dict[str, Any]:
+        from brainsegcli.weights.checkpoint import read_base, sha256_file
+
+        if not hasattr(self.model, "load_base"):
+            raise BrainsegError(f"--base-weights: {self.cfg.model!r} does not start from a base checkpoint")
+        base = {"path": str(Path(ref).resolve()), "sha256": sha256_file(ref)} if Path(ref).is_file() else {"name": ref}
+        self.model.load_base(read_base(base))
+        return base
 
     # ------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -346,6 +361,7 @@ class Trainer:
         return CheckpointConfig(
             architecture=cfg.model, labelset=cfg.labelset, model_args=self.model_args,
             input=InputSpec(slices=cfg.n_slices), name=cfg.name or self.run_dir.name, version="1",
+            base_model=self.base_model,
             extra={"training": {"recipe": cfg.recipe, "epoch": self.epoch, "step": self.step,
                                 "command": cfg.command, "synthetic": cfg.synthetic,
                                 "train_subjects": [s["name"] for s in cfg.train_subjects],

@@ -43,6 +43,9 @@ class CheckpointConfig:
     version: str = "0"
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    # models fine-tuned from a base checkpoint (SAM): {"name" (manifest) and/or "path", "sha256"};
+    # the checkpoint then holds only what training changed, and loading starts from the base
+    base_model: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.to_json())
@@ -56,7 +59,8 @@ class CheckpointConfig:
             inp = InputSpec(**d.get("input", {}))
             return cls(architecture=d["architecture"], labelset=d["labelset"], model_args=d.get("model_args", {}),
                        input=inp, name=d.get("name", ""), version=str(d.get("version", "0")),
-                       format_version=int(d.get("format_version", FORMAT_VERSION)), extra=d.get("extra", {}))
+                       format_version=int(d.get("format_version", FORMAT_VERSION)), extra=d.get("extra", {}),
+                       base_model=d.get("base_model"))
         except (KeyError, TypeError) as exc:
             raise BrainsegError(f"config.json is not a brainseg checkpoint config ({exc})") from None
 
@@ -76,8 +80,11 @@ def save_checkpoint(directory: str | Path, model: torch.nn.Module, config: Check
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    full = model.state_dict()
+    if config.base_model and hasattr(model, "trainable_state_dict"):
+        full = model.trainable_state_dict()
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
+             for k, v in full.items()}
     atomic_write_bytes(directory / WEIGHTS_FILE, save(state, metadata={"format": "pt"}))
     atomic_write_text(directory / CONFIG_FILE, config.to_json())
     return directory
@@ -116,9 +123,36 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
         raise BrainsegError(f"{wpath}: not a valid safetensors file ({exc})") from None
     ref = model.state_dict()
     state = {k: v.to(ref[k].dtype) if k in ref and v.is_floating_point() else v for k, v in state.items()}
+    if cfg.base_model:
+        unknown = set(state) - set(ref)
+        untrained = model.new_keys() - set(state)
+        if unknown or untrained:
+            raise BrainsegError(f"{wpath}: keys do not fit {cfg.architecture!r} on its base "
+                                f"({sorted(unknown or untrained)[:3]})")
+        model.load_base(read_base(cfg.base_model))
+        state = {**model.state_dict(), **state}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise BrainsegError(f"{wpath}: weights do not match architecture {cfg.architecture!r}: "
                             f"{str(exc).splitlines()[0]}") from None
     return model.to(device).eval(), cfg
+
+
+def read_base(base: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The base checkpoint's state dict: a manifest entry (downloaded, sha256-checked) or a local
+    file whose sha256 must match; official ``.pth`` files are read with ``weights_only=True``."""
+    from brainsegcli.models.sam.loader import load_official
+
+    path = Path(base["path"]) if base.get("path") else None
+    if path is None or not path.is_file():
+        if not base.get("name"):
+            raise BrainsegError(f"base checkpoint {base.get('path')} not found")
+        from brainsegcli.weights.manifest import find_entry, verify_entry
+
+        path = verify_entry(find_entry(base["name"]), fetch=True)
+    got = sha256_file(path)
+    if base.get("sha256") and got != base["sha256"]:
+        raise BrainsegError(f"base checkpoint {path}: sha256 {got[:12]}... is not the {base['sha256'][:12]}... "
+                            "this model was trained from")
+    return load_official(path)

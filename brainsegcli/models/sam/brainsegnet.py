@@ -78,6 +78,9 @@ class BrainSegNet(nn.Module):
     def new_keys(self) -> set[str]:
         return {k for k in self.state_dict() if not k.startswith("image_encoder.")}
 
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("image_encoder.")}
+
     def load_base(self, sam_state: dict[str, torch.Tensor]) -> None:
         enc = {k[len("image_encoder."):]: v for k, v in sam_state.items() if k.startswith("image_encoder.")}
         own = self.image_encoder.state_dict()
