@@ -16,6 +16,7 @@ import sys
 
 CHILD = r"""
 import json, resource, sys, time, tempfile
+from pathlib import Path
 import torch
 from brainsegcli.cli.parcellate import load_network, sample_path
 from brainsegcli.inference.device import resolve_device, resolve_precision
