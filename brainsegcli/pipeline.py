@@ -113,8 +113,8 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
                       "native_resampling": "nearest neighbour of the conformed labels"},
         "volumes": {"space": "conformed (1 mm isotropic)",
                     "total_labelled_mm3": rows[-2]["volume_mm3"], "brain_excl_csf_mm3": rows[-1]["volume_mm3"]},
-        "qc": {"layout": "top: image, bottom: labels; sagittal, coronal, axial; radiological (subject's left "
-                         "on the right)"},
+        "qc": {"layout": "top: image, bottom: labels; sagittal (25 mm left of the labelled centre), coronal, "
+                         "axial through the labelled centre; radiological (subject's left on the right)"},
         "warnings": warnings,
         "versions": package_versions(),
     }

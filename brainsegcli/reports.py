@@ -90,8 +90,10 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
 def _display_slices(volume: np.ndarray, centre) -> list[np.ndarray]:
     """Sagittal, coronal, axial slices of a conformed (LIA) array, superior/anterior up,
-    radiological convention (subject's left on the viewer's right)."""
+    radiological convention (subject's left on the viewer's right). The sagittal slice is 25 mm into
+    the left hemisphere (the midline shows little of the brain's tissue)."""
     x, y, z = (int(c) for c in centre)
+    x = min(x + 25, volume.shape[0] - 1)
     sag = volume[x, :, ::-1]          # rows: superior->inferior, cols: anterior->posterior
     cor = volume[:, :, z].T            # rows: superior->inferior, cols: right->left
     axi = volume[:, y, ::-1].T         # rows: anterior->posterior, cols: right->left

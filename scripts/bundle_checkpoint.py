@@ -1,0 +1,77 @@
+"""Maintainer tool: put a trained checkpoint into the package (fp16) and the manifest.
+
+Usage: python scripts/bundle_checkpoint.py RUN/best --name tissue-unet [--default] [--eval-json FILE]
+
+Writes brainsegcli/data/weights/NAME/{model.safetensors, config.json, README.md} and an entry (sha256,
+size, input contract, training summary, validation metrics) in both copies of weights_manifest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from brainsegcli.weights.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint, sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_BYTES = 10 * 1024 * 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--default", action="store_true", help="default model of its label set")
+    ap.add_argument("--eval-json", type=Path, help="metrics from benchmarks/eval_synth.py")
+    ap.add_argument("--license", default="apache-2.0")
+    a = ap.parse_args()
+    model, cfg = load_checkpoint(a.checkpoint)
+    cfg.name = a.name
+    dest = ROOT / "brainsegcli" / "data" / "weights" / a.name
+    if dest.exists():
+        shutil.rmtree(dest)
+    save_checkpoint(dest, model, cfg, dtype=torch.float16)
+    card = (a.checkpoint / "README.md").read_text() if (a.checkpoint / "README.md").is_file() else ""
+    if a.eval_json:
+        ev = json.loads(a.eval_json.read_text())
+        card += "\n## Held-out synthetic evaluation (benchmarks/eval_synth.py)\n\n"
+        for variant, per in ev["per_structure"].items():
+            card += f"- {variant}: mean Dice {ev['mean'][variant]:.3f} (" + ", ".join(
+                f"{k} {v:.3f}" for k, v in per.items()) + ")\n"
+    (dest / "README.md").write_text(card.replace(f"# {a.checkpoint.name}", f"# {a.name}", 1))
+    files = []
+    for f in (CONFIG_FILE, WEIGHTS_FILE, "README.md"):
+        size = (dest / f).stat().st_size
+        if size > MAX_BYTES:
+            raise SystemExit(f"{f} is {size} bytes, over the 10 MB limit for bundled weights")
+        files.append({"filename": f, "sha256": sha256_file(dest / f), "size": size})
+    tr = cfg.extra.get("training", {})
+    metrics = {k: v for k, v in cfg.extra.get("metrics", {}).items() if k.startswith("val")}
+    if a.eval_json:
+        metrics["held_out_synthetic"] = json.loads(a.eval_json.read_text())["mean"]
+    entry = {"name": a.name, "role": "model", "architecture": cfg.architecture, "model_args": cfg.model_args,
+             "labelset": cfg.labelset, "input": cfg.to_dict()["input"], "files": files,
+             "source": {"type": "bundled", "path": f"data/weights/{a.name}"}, "license": a.license,
+             "base_model": None, "training": {"command": tr.get("command"), "recipe": tr.get("recipe"),
+                                               "epochs": tr.get("epoch"), "iterations": tr.get("step"),
+                                               "train_subjects": tr.get("train_subjects"),
+                                               "val_subjects": tr.get("val_subjects")},
+             "metrics": metrics, "version": cfg.version, "default": a.default}
+    for path in (ROOT / "brainsegcli" / "data" / "weights_manifest.json", ROOT / "weights_manifest.json"):
+        doc = json.loads(path.read_text())
+        doc["entries"] = [e for e in doc["entries"] if e["name"] != a.name]
+        if a.default:
+            for e in doc["entries"]:
+                if e.get("labelset") == cfg.labelset:
+                    e["default"] = False
+        doc["entries"].append(entry)
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"bundled {a.name}: {sum(f['size'] for f in files)} bytes")
+
+
+if __name__ == "__main__":
+    main()
