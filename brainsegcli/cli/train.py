@@ -45,6 +45,8 @@ def train(
     class_weights: Annotated[Optional[str], _F("--class-weights", help="comma-separated CE weights")] = None,
     model_args: Annotated[Optional[str], _F("--model-args", help='architecture arguments as JSON, e.g. '
                                                                  '\'{"features": [16, 32, 64]}\'')] = None,
+    synth_config: Annotated[Optional[str], _F("--synth-config", help='synthetic-image settings as JSON, e.g. '
+                                                                     '\'{"p_t1_contrast": 0.8}\' (see SynthConfig)')] = None,
     views: Annotated[str, _F("--views", help="views to train on")] = "coronal,axial,sagittal",
     crop: Annotated[Optional[int], _F("--crop", help="random in-plane crop size (default: whole slice)")] = None,
     stacks_per_volume: Annotated[int, _F("--stacks-per-volume", min=1)] = 64,
@@ -103,6 +105,20 @@ def train(
                           f"{cfg.hp.select_by} {result['best']}; checkpoint {run_dir / 'best'}", markup=False)
 
 
+def _json_object(text: str, option: str) -> dict:
+    import json
+
+    from brainsegcli.types import BrainsegError
+
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BrainsegError(f"{option} is not valid JSON ({exc.msg})") from None
+    if not isinstance(obj, dict):
+        raise BrainsegError(f"{option} must be a JSON object")
+    return obj
+
+
 def _resume_config(run_dir: Path, epochs: int | None):
     import json
 
@@ -154,15 +170,16 @@ def _new_config(**o):
                     weight_decay=o["weight_decay"], warmup=o["warmup"], ce_weight=o["ce_weight"],
                     dice_weight=o["dice_weight"], class_weights=_floats(o["class_weights"]))
     if o["model_args"]:
-        import json
-
-        try:
-            extra = json.loads(o["model_args"])
-        except json.JSONDecodeError as exc:
-            raise BrainsegError(f"--model-args is not valid JSON ({exc.msg})") from None
-        if not isinstance(extra, dict):
-            raise BrainsegError("--model-args must be a JSON object")
+        extra = _json_object(o["model_args"], "--model-args")
         hp.model_args = {**hp.model_args, **extra}
+    synth_overrides = _json_object(o["synth_config"], "--synth-config") if o["synth_config"] else {}
+    from dataclasses import fields as _fields
+
+    from brainsegcli.training.synth import SynthConfig
+
+    bad = set(synth_overrides) - {f.name for f in _fields(SynthConfig)}
+    if bad:
+        raise BrainsegError(f"--synth-config: unknown settings {sorted(bad)}")
     if hp.class_weights and len(hp.class_weights) != get_labelset(ls).num_classes:
         if o["class_weights"]:
             raise BrainsegError(f"--class-weights needs {get_labelset(ls).num_classes} values for {ls!r}")
@@ -185,7 +202,7 @@ def _new_config(**o):
                       steps_per_epoch=o["steps_per_epoch"], stacks_per_volume=o["stacks_per_volume"],
                       views=tuple(p.value for p in Plane.parse_list(o["views"])), crop=o["crop"], seed=o["seed"],
                       device=o["device"], precision=o["precision"], init_from=o["init_from"],
-                      base_weights=o["base_weights"],
+                      base_weights=o["base_weights"], synth=synth_overrides,
                       name=o["name"] or run_dir.name, command="brainseg " + shlex.join(sys.argv[1:]))
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(run_dir / "run.json", run_config_dict(cfg))

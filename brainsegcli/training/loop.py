@@ -60,6 +60,7 @@ class TrainConfig:
                                                                  "rotate_deg": 10.0})
     init_from: str | None = None
     base_weights: str | None = None     # SAM models: official checkpoint (path or manifest name)
+    synth: dict[str, Any] = field(default_factory=dict)  # SynthConfig overrides
     name: str = ""
     command: str = ""
 
@@ -94,7 +95,8 @@ class VolumeStream:
         if self.cfg.synthetic:
             raw, target, affine = load_label_map(subject, self.labelset)
             priors = self.priors or Priors.generic(np.unique(raw))
-            image, target, _ = synthesize(raw, target, priors, sample_params(rng, priors, SynthConfig()), affine)
+            params = sample_params(rng, priors, SynthConfig(**self.cfg.synth))
+            image, target, _ = synthesize(raw, target, priors, params, affine)
         else:
             image, target = load_real(subject, self.labelset)
         if rng.random() < flip_p:
