@@ -59,9 +59,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+@dataclass
+class PromptOptions:
+    """Prompts as given on the command line (see brainsegcli.inference.prompts)."""
+
+    points: list[str] = field(default_factory=list)
+    boxes: list[str] = field(default_factory=list)
+    space: str = "voxel"
+    auto_boxes: bool = False
+
+
 def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelset: LabelSet,
                    cfg: InferenceConfig, model_info: ModelInfo, *, force: bool = False,
-                   progress: Progress | None = None, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   progress: Progress | None = None, warn: Callable[[str], None] | None = None,
+                   prompts: PromptOptions | None = None) -> dict[str, Any]:
     """Run the whole job for one input; returns the report dictionary."""
     timings: dict[str, float] = {}
     warnings: list[str] = []
@@ -81,12 +92,19 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
     conf = conform(vol)
     timings["conform"] = time.perf_counter() - t
 
-    was_training = getattr(network, "training", False)
     if isinstance(network, torch.nn.Module):
         network.eval()
+    prompt_info = None
+    if prompts is not None and (prompts.points or prompts.boxes or prompts.auto_boxes):
+        from brainsegcli.inference.prompts import PromptedNetwork, boxes_from_labels, parse_prompts
+
+        given = parse_prompts(prompts.points, prompts.boxes, prompts.space, conf.native_to_conformed, conf.affine)
+        if prompts.auto_boxes:  # first pass without prompts, then one box per structure
+            first = predict_labels(conf.data, network, labelset, cfg, progress=progress)
+            given.boxes += boxes_from_labels(first).boxes
+        network = PromptedNetwork(network, given)
+        prompt_info = {"points": len(given.points), "boxes": len(given.boxes), "auto_boxes": prompts.auto_boxes}
     indices = predict_labels(conf.data, network, labelset, cfg, progress=progress, timings=timings)
-    if isinstance(network, torch.nn.Module) and was_training:
-        network.train()
     labels_conf = indices_to_ids(indices, labelset)
 
     t = time.perf_counter()
@@ -110,7 +128,8 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
                       "view_weights": {p.value: round(w, 4) for p, w in normalise_weights(cfg.views, cfg.view_weights).items()},
                       "slices_per_stack": cfg.n_slices, "batch_size": cfg.batch_size, "crop": cfg.crop,
                       "sagittal_lr_merge": cfg.sagittal_lr_merge, "threads": torch.get_num_threads(),
-                      "native_resampling": "nearest neighbour of the conformed labels"},
+                      "native_resampling": "nearest neighbour of the conformed labels",
+                      "prompts": prompt_info},
         "volumes": {"space": "conformed (1 mm isotropic)",
                     "total_labelled_mm3": rows[-2]["volume_mm3"], "brain_excl_csf_mm3": rows[-1]["volume_mm3"]},
         "qc": {"layout": "top: image, bottom: labels; sagittal (25 mm left of the labelled centre), coronal, "

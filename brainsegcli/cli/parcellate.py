@@ -96,6 +96,13 @@ def parcellate(
     sample: Annotated[bool, typer.Option("--sample", help="run on the bundled sample T1 (MNI ICBM152 2009a)")] = False,
     no_crop: Annotated[bool, typer.Option("--no-crop", help="also run the network on empty slices")] = False,
     allow_untrained: Annotated[bool, typer.Option("--allow-untrained", help="random weights (tests only)")] = False,
+    points: Annotated[Optional[list[str]], typer.Option("--points", help="promptable models: x,y,z,label "
+                                                        "(label 1 inside, 0 outside); repeatable")] = None,
+    box: Annotated[Optional[list[str]], typer.Option("--box", help="promptable models: x0,y0,z0,x1,y1,z1; "
+                                                                    "repeatable")] = None,
+    prompt_coords: Annotated[str, typer.Option("--prompt-coords", help="voxel (of the input) | ras (mm)")] = "voxel",
+    auto_boxes: Annotated[bool, typer.Option("--auto-boxes", help="promptable models: a first pass gives one box "
+                                                                  "per structure, fed back as prompts")] = False,
     force: Force = False,
     quiet: Quiet = False,
 ) -> None:
@@ -138,11 +145,18 @@ def parcellate(
         import torch
 
         net = net.to(memory_format=torch.channels_last)
+    from brainsegcli.pipeline import PromptOptions
+
+    prompt_opts = PromptOptions(list(points or []), list(box or []), prompt_coords, auto_boxes)
+    if (prompt_opts.points or prompt_opts.boxes or auto_boxes) and not getattr(net, "accepts_prompts", False):
+        raise BrainsegError(f"--points/--box/--auto-boxes need a promptable model (lora-sam), not {info.architecture!r}")
+    if prompt_coords not in ("voxel", "ras"):
+        raise BrainsegError(f"--prompt-coords {prompt_coords}: use voxel or ras")
 
     failures = 0
     for path, stem in jobs:
         try:
-            report = _run_one(path, out / stem, net, ls, cfg, info, force, quiet)
+            report = _run_one(path, out / stem, net, ls, cfg, info, force, quiet, prompt_opts)
         except BrainsegError as exc:
             if len(jobs) == 1:
                 raise
@@ -156,13 +170,13 @@ def parcellate(
         raise typer.Exit(1)
 
 
-def _run_one(path, target, net, ls, cfg, info, force, quiet):
+def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from brainsegcli.pipeline import parcellate_one
 
     if quiet:
-        return parcellate_one(path, target, net, ls, cfg, info, force=force)
+        return parcellate_one(path, target, net, ls, cfg, info, force=force, prompts=prompts)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         tasks: dict = {}
@@ -172,4 +186,5 @@ def _run_one(path, target, net, ls, cfg, info, force, quiet):
                 tasks[plane] = bar.add_task(f"{path.name} {plane.value:>8}", total=max(total, 1))
             bar.update(tasks[plane], completed=done)
 
-        return parcellate_one(path, target, net, ls, cfg, info, force=force, progress=progress, warn=warn)
+        return parcellate_one(path, target, net, ls, cfg, info, force=force, progress=progress, warn=warn,
+                              prompts=prompts)

@@ -77,7 +77,10 @@ def predict_probabilities(volume: np.ndarray, network: Network, labelset: LabelS
             if cfg.device.type != "mps":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode(), autocast(cfg.device, cfg.dtype):
-                logits = network(x)
+                if getattr(network, "wants_slice_info", False):  # e.g. prompts placed per slice
+                    logits = network(x, plane=plane, centres=centres)
+                else:
+                    logits = network(x)
             probs = torch.softmax(logits.float(), dim=1)
             if plane is Plane.SAGITTAL and groups is not None:
                 summed = torch.zeros_like(probs).index_add_(1, groups, probs)
