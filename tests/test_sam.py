@@ -158,3 +158,34 @@ def test_lora_sam_trains_from_a_base_and_stores_only_what_it_trained(tmp_path):
 
     with pytest.raises(BrainsegError, match="sha256"):
         load_checkpoint(best)
+
+
+def test_brainsegnet_trains_with_edge_loss_and_ablation_flags(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from brainsegcli.cli.main import app
+
+    from test_training import phantom_pair
+
+    rows = ["image,labels"]
+    for i in range(2):
+        ip, lp = phantom_pair(tmp_path, f"s{i}", seed=i)
+        rows.append(f"{ip.name},{lp.name}")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    common = ["--pairs", str(tmp_path / "pairs.csv"), "--model", "brainsegnet", "--labelset", "tissue",
+              "--model-args", '{"variant": "tiny", "image_size": 64, "lora_rank": 2, '
+                              '"decoder_channels": [16, 8, 8, 8, 8]}',
+              "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--val", "1", "--views", "axial",
+              "--device", "cpu", "--precision", "fp32", "--quiet"]
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "full"), *common])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "full" / "run.json").read_text())
+    assert cfg["hp"]["edge_weight"] > 0 and cfg["recipe"] == "brainsegnet"
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "abl"), "--no-aspp", "--no-boundary", *common])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "abl" / "best" / "config.json").read_text())
+    assert cfg["model_args"]["aspp"] is False and cfg["model_args"]["boundary"] is False
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "x"), "--no-csa", *common[:2], "--model", "unet"])
+    assert r.exit_code == 1 and "brainsegnet" in r.output

@@ -47,6 +47,10 @@ def train(
                                                                  '\'{"features": [16, 32, 64]}\'')] = None,
     synth_config: Annotated[Optional[str], _F("--synth-config", help='synthetic-image settings as JSON, e.g. '
                                                                      '\'{"p_t1_contrast": 0.8}\' (see SynthConfig)')] = None,
+    no_unet_skips: Annotated[bool, _F("--no-unet-skips", help="brainsegnet ablation")] = False,
+    no_aspp: Annotated[bool, _F("--no-aspp", help="brainsegnet ablation")] = False,
+    no_csa: Annotated[bool, _F("--no-csa", help="brainsegnet ablation")] = False,
+    no_boundary: Annotated[bool, _F("--no-boundary", help="brainsegnet ablation")] = False,
     views: Annotated[str, _F("--views", help="views to train on")] = "coronal,axial,sagittal",
     crop: Annotated[Optional[int], _F("--crop", help="random in-plane crop size (default: whole slice)")] = None,
     stacks_per_volume: Annotated[int, _F("--stacks-per-volume", min=1)] = 64,
@@ -172,6 +176,13 @@ def _new_config(**o):
     if o["model_args"]:
         extra = _json_object(o["model_args"], "--model-args")
         hp.model_args = {**hp.model_args, **extra}
+    ablations = {k: False for k in ("unet_skips", "aspp", "csa", "boundary") if o[f"no_{k}"]}
+    if ablations:
+        if model != "brainsegnet":
+            raise BrainsegError("--no-unet-skips/--no-aspp/--no-csa/--no-boundary are brainsegnet ablations")
+        hp.model_args = {**hp.model_args, **ablations}
+        if not ablations.get("boundary", True):
+            hp.edge_weight = 0.0
     synth_overrides = _json_object(o["synth_config"], "--synth-config") if o["synth_config"] else {}
     from dataclasses import fields as _fields
 
