@@ -53,7 +53,9 @@ def train(
     no_boundary: Annotated[bool, _F("--no-boundary", help="brainsegnet ablation")] = False,
     views: Annotated[str, _F("--views", help="views to train on")] = "coronal,axial,sagittal",
     crop: Annotated[Optional[int], _F("--crop", help="random in-plane crop size (default: whole slice)")] = None,
-    stacks_per_volume: Annotated[int, _F("--stacks-per-volume", min=1)] = 64,
+    stacks_per_volume: Annotated[int, _F("--stacks-per-volume", min=1, help="stacks drawn from each volume")] = 64,
+    volumes_per_batch: Annotated[int, _F("--volumes-per-batch", min=1, help="each batch mixes the last N "
+                                                                            "volumes")] = 4,
     seed: Annotated[int, _F("--seed")] = 0,
     device: Device = "auto",
     precision: Precision = "auto",
@@ -211,6 +213,7 @@ def _new_config(**o):
                       train_subjects=[as_dict(s) for s in tr], val_subjects=[as_dict(s) for s in va],
                       synthetic=src == "synth", priors_dir=str(priors) if priors else None,
                       steps_per_epoch=o["steps_per_epoch"], stacks_per_volume=o["stacks_per_volume"],
+                      volumes_per_batch=o["volumes_per_batch"],
                       views=tuple(p.value for p in Plane.parse_list(o["views"])), crop=o["crop"], seed=o["seed"],
                       device=o["device"], precision=o["precision"], init_from=o["init_from"],
                       base_weights=o["base_weights"], synth=synth_overrides,

@@ -48,6 +48,7 @@ class TrainConfig:
     priors_dir: str | None = None
     steps_per_epoch: int = 200
     stacks_per_volume: int = 64
+    volumes_per_batch: int = 4          # each batch mixes stacks of the last N volumes
     views: tuple[str, ...] = ("coronal", "axial", "sagittal")
     n_slices: int = 5
     crop: int | None = None
@@ -88,7 +89,8 @@ class VolumeStream:
             self.priors = Priors.load(cfg.priors_dir) if cfg.priors_dir else None
         self.pool = ThreadPoolExecutor(1)
         self.pending: dict[int, Any] = {}
-        self.current: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.keep = max(cfg.volumes_per_batch, 1) + 1
 
     def make(self, key: list[int], subject: Subject, flip_p: float) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(key)
@@ -109,15 +111,18 @@ class VolumeStream:
         return self.make(key, subject, self.cfg.augment.get("flip", 0.0))
 
     def get(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.current is not None and self.current[0] == k:
-            return self.current[1]
+        """Volume ``k`` (kept while it is among the last ``keep`` volumes asked for)."""
+        if k in self.cache:
+            return self.cache[k]
         fut = self.pending.pop(k, None) or self.pool.submit(self._job, k)
         for old in [j for j in self.pending if j < k]:
             self.pending.pop(old).cancel()
         if k + 1 not in self.pending:
             self.pending[k + 1] = self.pool.submit(self._job, k + 1)
-        self.current = (k, fut.result())
-        return self.current[1]
+        self.cache[k] = fut.result()
+        for old in sorted(self.cache)[:-self.keep]:
+            del self.cache[old]
+        return self.cache[k]
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -246,7 +251,7 @@ class Trainer:
         self.stream = VolumeStream(cfg, self.labelset, _subjects(cfg.train_subjects), self.dist.rank,
                                    self.dist.world)
         self._val: list[tuple[np.ndarray, np.ndarray]] | None = None
-        self._sampler: tuple[int, StackSampler] | None = None
+        self._samplers: dict[int, StackSampler] = {}
 
     def _load_base(self, ref: str) -> dict[str, Any]:
         from brainsegcli.weights.checkpoint import read_base, sha256_file
@@ -281,13 +286,21 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------
     def batch(self, step: int):
+        """Stacks from the last ``volumes_per_batch`` volumes: every batch mixes several synthetic
+        contrasts, so BatchNorm's running statistics do not follow the latest volume's contrast."""
         k = step // self.steps_per_volume
-        image, target = self.stream.get(k)
-        if self._sampler is None or self._sampler[0] != k:
-            self._sampler = (k, StackSampler(image, target, self.views, self.cfg.n_slices, self.cfg.crop))
-        sampler = self._sampler[1]
+        window = list(range(max(k - self.cfg.volumes_per_batch + 1, 0), k + 1))
+        for j in window:
+            if j not in self._samplers:
+                image, target = self.stream.get(j)
+                self._samplers[j] = StackSampler(image, target, self.views, self.cfg.n_slices, self.cfg.crop)
+        for j in [j for j in self._samplers if j not in window]:
+            del self._samplers[j]
         rng = np.random.default_rng([self.cfg.seed, self.dist.rank, k, step])
-        x, y, sag = sampler.draw(rng, self.cfg.hp.batch_size)
+        n = self.cfg.hp.batch_size
+        counts = [n // len(window) + (i < n % len(window)) for i in range(len(window))]
+        parts = [self._samplers[j].draw(rng, c) for j, c in zip(window, counts) if c > 0]
+        x, y, sag = (np.concatenate([p[i] for p in parts]) for i in range(3))
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         xt, yt = augment_batch(torch.from_numpy(x).float() / 255.0, torch.from_numpy(y), gen, self.cfg.augment)
         return xt, yt, torch.from_numpy(sag)
