@@ -34,11 +34,11 @@ def models(as_json: Json = False) -> None:
     from rich.table import Table
 
     table = Table(title="brainseg architectures")
-    for col in ("name", "family", "label sets", "parameters", "trainable", "frozen"):
-        table.add_column(col, no_wrap=True, justify="right" if col in ("parameters", "trainable") else "left")
+    for col in ("name", "label sets", "params", "trainable", "frozen"):
+        table.add_column(col, no_wrap=True, justify="right" if col in ("params", "trainable", "frozen") else "left")
     for r in rows:
-        table.add_row(r["name"], r["family"], ", ".join(r["labelsets"]), f"{r['params_total']:,}",
-                      f"{r['params_trainable']:,}", f"{r['params_frozen']:,}")
+        table.add_row(r["name"], ", ".join(r["labelsets"]), f"{r['params_total']:,}", f"{r['params_trainable']:,}",
+                      f"{r['params_frozen']:,}")
     out_console.print(table)
     for r in rows:
         out_console.print(f"{r['name']}: {r['description']}", markup=False)
