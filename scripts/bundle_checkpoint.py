@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--default", action="store_true", help="default model of its label set")
     ap.add_argument("--eval-json", type=Path, help="metrics from benchmarks/eval_synth.py")
     ap.add_argument("--license", default="apache-2.0")
+    ap.add_argument("--status", choices=["preliminary", "release"], default="release")
+    ap.add_argument("--notes", default="")
     a = ap.parse_args()
     model, cfg = load_checkpoint(a.checkpoint)
     cfg.name = a.name
@@ -60,7 +62,9 @@ def main() -> None:
                                                "epochs": tr.get("epoch"), "iterations": tr.get("step"),
                                                "train_subjects": tr.get("train_subjects"),
                                                "val_subjects": tr.get("val_subjects")},
-             "metrics": metrics, "version": cfg.version, "default": a.default}
+             "metrics": metrics, "version": cfg.version, "default": a.default, "status": a.status}
+    if a.notes:
+        entry["notes"] = a.notes
     for path in (ROOT / "brainsegcli" / "data" / "weights_manifest.json", ROOT / "weights_manifest.json"):
         doc = json.loads(path.read_text())
         doc["entries"] = [e for e in doc["entries"] if e["name"] != a.name]

@@ -70,7 +70,12 @@ def load_network(model: str | None, labelset: str | None, weights: str | None, a
             raise BrainsegError(f"--weights {weights} segments label set {cfg.labelset!r}, not {labelset!r}")
         if model is not None and cfg.architecture != model:
             raise BrainsegError(f"--weights {weights} is a {cfg.architecture!r} model, not {model!r}")
-        info = ModelInfo(cfg.architecture, resolved.name, resolved.sha256, resolved.source)
+        info = ModelInfo(cfg.architecture, resolved.name, resolved.sha256, resolved.source,
+                         extra={"status": resolved.status})
+        if resolved.status == "preliminary":
+            from brainsegcli.cli.options import warn
+
+            warn(f"{resolved.name} is a preliminary checkpoint: {resolved.notes or 'short of its accuracy targets'}")
         return net, cfg.labelset, cfg, info
     ls = labelset or DEFAULT_LABELSET
     arch = model or UNTRAINED_DEFAULT[ls]

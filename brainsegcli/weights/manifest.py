@@ -182,6 +182,8 @@ class ResolvedWeights:
     name: str
     sha256: str
     source: str
+    status: str = "release"     # "preliminary": trained, but short of its accuracy targets
+    notes: str = ""
 
 
 def _looks_like_path(arg: str) -> bool:
@@ -209,7 +211,8 @@ def resolve_weights(arg: str) -> ResolvedWeights:
         raise BrainsegError(f"{arg!r} is a base checkpoint, not a segmentation model")
     folder = verify_entry(entry, fetch=True)
     sha = next((f["sha256"] for f in entry["files"] if f["filename"] == WEIGHTS_FILE), "")
-    return ResolvedWeights(folder, entry["name"], sha, entry["source"]["type"])
+    return ResolvedWeights(folder, entry["name"], sha, entry["source"]["type"], entry.get("status", "release"),
+                           entry.get("notes", ""))
 
 
 def _download_unchecked(repo_id: str, filename: str, revision: str) -> Path:
