@@ -58,14 +58,15 @@ def hub(tmp_path, monkeypatch):
     fake.stop()
 
 
-def _register_hub_entry(ckpt: Path, repo: str, rev: str, name="tiny-hub"):
+def _register_hub_entry(ckpt: Path, repo: str, rev: str, name="tiny-hub", **extra):
     home = Path(os.environ["BRAINSEG_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     files = [{"filename": f, "sha256": sha256_file(ckpt / f), "size": (ckpt / f).stat().st_size}
              for f in ("config.json", "model.safetensors")]
     entry = {"name": name, "role": "model", "architecture": "unet", "labelset": "tissue",
              "model_args": dict(get_spec("unet").tiny_args), "input": {"slices": 5}, "files": files,
-             "source": {"type": "hub", "repo_id": repo, "revision": rev}, "license": "apache-2.0", "version": "1"}
+             "source": {"type": "hub", "repo_id": repo, "revision": rev}, "license": "apache-2.0", "version": "1",
+             **extra}
     (home / "weights_manifest.json").write_text(json.dumps({"schema_version": 1, "entries": [entry]}))
     return entry
 
@@ -132,12 +133,13 @@ def test_dropped_connection_is_resumed_cleanly(hub, ckpt):
 
 def test_parcellate_with_hub_weights_and_pinned_reference(hub, ckpt, phantom_t1, tmp_path):
     rev = _publish(hub, ckpt)
-    _register_hub_entry(ckpt, "brainseg/tiny", rev)
+    _register_hub_entry(ckpt, "brainseg/tiny", rev, status="preliminary", notes="held-out Dice 0.5")
     out = tmp_path / "out"
     r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--weights", "tiny-hub", "-q",
                             "--views", "axial"])
     assert r.exit_code == 0, r.output
     rep = json.loads((out / "sub-01_T1w" / "report.json").read_text())
+    assert "preliminary checkpoint: held-out Dice 0.5" in r.output and rep["model"]["status"] == "preliminary"
     assert rep["model"]["weights"] == "tiny-hub" and rep["model"]["weights_sha256"] == sha256_file(
         ckpt / "model.safetensors")
     r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--weights",
