@@ -126,18 +126,14 @@ def test_lora_sam_trains_from_a_base_and_stores_only_what_it_trained(tmp_path):
     from brainsegcli.cli.main import app
     from brainsegcli.weights.checkpoint import load_checkpoint, sha256_file
 
-    from test_training import phantom_pair
+    from test_training import write_pairs_csv
 
     torch.manual_seed(0)
     official_like = create_model("lora-sam", num_classes=4, tiny=True).state_dict()
     official_like = {k: v for k, v in official_like.items() if not k.startswith("lora.")}
     base = tmp_path / "sam_tiny.pth"
     torch.save(official_like, base)
-    rows = ["image,labels"]
-    for i in range(2):
-        ip, lp = phantom_pair(tmp_path, f"s{i}", seed=i)
-        rows.append(f"{ip.name},{lp.name}")
-    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    write_pairs_csv(tmp_path, 2)
     r = CliRunner().invoke(app, ["train", "--pairs", str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "run"),
                                  "--model", "lora-sam", "--labelset", "subcortical", "--model-args",
                                  '{"variant": "tiny", "image_size": 64, "lora_rank": 4}', "--base-weights", str(base),
@@ -167,13 +163,9 @@ def test_brainsegnet_trains_with_edge_loss_and_ablation_flags(tmp_path):
 
     from brainsegcli.cli.main import app
 
-    from test_training import phantom_pair
+    from test_training import write_pairs_csv
 
-    rows = ["image,labels"]
-    for i in range(2):
-        ip, lp = phantom_pair(tmp_path, f"s{i}", seed=i)
-        rows.append(f"{ip.name},{lp.name}")
-    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    write_pairs_csv(tmp_path, 2)
     common = ["--pairs", str(tmp_path / "pairs.csv"), "--model", "brainsegnet", "--labelset", "tissue",
               "--model-args", '{"variant": "tiny", "image_size": 64, "lora_rank": 2, '
                               '"decoder_channels": [16, 8, 8, 8, 8]}',

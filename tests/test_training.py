@@ -35,6 +35,16 @@ def phantom_pair(d: Path, name: str, shape=(48, 56, 48), seed=0):
     return ip, lp
 
 
+def write_pairs_csv(d: Path, n: int) -> Path:
+    """``n`` phantom subjects and the pairs CSV that lists them."""
+    rows = ["image,labels"]
+    for i in range(n):
+        ip, lp = phantom_pair(d, f"s{i}", seed=i)
+        rows.append(f"{ip.name},{lp.name}")
+    (d / "pairs.csv").write_text("\n".join(rows) + "\n")
+    return d / "pairs.csv"
+
+
 def test_tiny_model_overfits_a_phantom():
     from brainsegcli.models import create_model
 
@@ -160,12 +170,7 @@ def _train_cli(args, env=None):
 
 @pytest.fixture
 def pairs_csv(tmp_path):
-    rows = ["image,labels"]
-    for i in range(3):
-        ip, lp = phantom_pair(tmp_path, f"s{i}", seed=i)
-        rows.append(f"{ip.name},{lp.name}")
-    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
-    return tmp_path / "pairs.csv"
+    return write_pairs_csv(tmp_path, 3)
 
 
 COMMON = ["--model", "unet", "--labelset", "tissue", "--model-args", TINY, "--steps-per-epoch", "3",
