@@ -198,6 +198,15 @@ def test_resume_continues_exactly(pairs_csv, tmp_path):
     assert (full / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     card = (full / "best" / "README.md").read_text()
     assert card.startswith("---\n") and "pipeline_tag: image-segmentation" in card
+    # transfer to another label set: refused without --new-head, then only the output layer is new
+    aseg = [a if a != "tissue" else "aseg" for a in COMMON]
+    r = _train_cli(["--pairs", str(pairs_csv), "--out", str(tmp_path / "aseg"), "--epochs", "1",
+                    "--init-from", str(full / "best"), *aseg])
+    assert r.exit_code == 1 and "--new-head" in r.output
+    r = _train_cli(["--pairs", str(pairs_csv), "--out", str(tmp_path / "aseg"), "--epochs", "1",
+                    "--init-from", str(full / "best"), "--new-head", *aseg])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "aseg" / "best" / "config.json").read_text())["labelset"] == "aseg"
     # the result is directly usable by parcellate
     from typer.testing import CliRunner
 

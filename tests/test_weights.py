@@ -27,6 +27,8 @@ def test_manifest_schema_and_copies():
     # base SAM checkpoint entry as the issue states it
     sam = next(e for e in doc["entries"] if e["name"] == "sam-vit-b")
     assert sam["files"][0]["size"] == 375042383 and sam["role"] == "base"
+    bases = {e["name"]: e["files"][0]["sha256"][:10] for e in doc["entries"] if e.get("role") == "base"}
+    assert bases == {"sam-vit-b": "ec2df62732", "sam-vit-l": "3adcc4315b", "sam-vit-h": "a7bf3b02f3"}
     # a hub revision must be a full commit id
     bad = json.loads(json.dumps(doc))
     bad["entries"][0]["source"]["revision"] = "main"

@@ -61,6 +61,8 @@ def train(
     precision: Precision = "auto",
     threads: Threads = None,
     init_from: Annotated[Optional[str], _F("--init-from", help="checkpoint to fine-tune")] = None,
+    new_head: Annotated[bool, _F("--new-head", help="--init-from a checkpoint of another label set: keep "
+                                                    "everything but the output layer")] = False,
     base_weights: Annotated[Optional[str], _F("--base-weights", help="SAM models: official SAM .pth (path or "
                                                                       "manifest name, e.g. sam-vit-b)")] = None,
     resume: Annotated[Optional[Path], _F("--resume", help="continue the run in this folder")] = None,
@@ -166,10 +168,18 @@ def _new_config(**o):
         for p in (s.labels, s.image):
             if p is not None and not p.is_file():
                 raise BrainsegError(f"{p}: no such file (subject {s.name})")
-    model = o["model"] or "deepmrseg"
+    init = None
+    if o["init_from"]:
+        from brainsegcli.weights.checkpoint import read_config
+
+        init = read_config(o["init_from"])
+    model = o["model"] or (init.architecture if init else "deepmrseg")
     spec = get_spec(model)
-    ls = o["labelset"] or (spec.labelsets[0] if spec.labelsets else "aseg")
+    ls = o["labelset"] or (init.labelset if init else spec.labelsets[0] if spec.labelsets else "aseg")
     get_labelset(ls)
+    if init and (init.architecture != model or (init.labelset != ls and not o["new_head"])):
+        raise BrainsegError(f"--init-from {o['init_from']} is a {init.architecture}/{init.labelset} checkpoint"
+                            + (f"; add --new-head to transfer it to {ls!r}" if init.architecture == model else ""))
     recipe_name = o["recipe"] or ("tissue" if spec.family == "tissue-unet" else
                                   model if model in RECIPES else "deepmrseg")
     hp = get_recipe(recipe_name, epochs=o["epochs"], batch_size=o["batch_size"], lr=o["lr"],
@@ -216,6 +226,7 @@ def _new_config(**o):
                       volumes_per_batch=o["volumes_per_batch"],
                       views=tuple(p.value for p in Plane.parse_list(o["views"])), crop=o["crop"], seed=o["seed"],
                       device=o["device"], precision=o["precision"], init_from=o["init_from"],
+                      new_head=o["new_head"],
                       base_weights=o["base_weights"], synth=synth_overrides,
                       name=o["name"] or run_dir.name, command="brainseg " + shlex.join(sys.argv[1:]))
     if int(os.environ.get("RANK", "0")) == 0:

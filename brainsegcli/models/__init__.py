@@ -9,6 +9,8 @@ from brainsegcli.models.registry import (
     get_spec,
     list_models,
     register_model,
+    transfer_to_new_head,
 )
 
-__all__ = ["ModelSpec", "count_parameters", "create_model", "get_spec", "list_models", "register_model"]
+__all__ = ["ModelSpec", "count_parameters", "create_model", "get_spec", "list_models", "register_model",
+           "transfer_to_new_head"]

@@ -74,3 +74,17 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return total, trainable
+
+
+def transfer_to_new_head(old: nn.Module, architecture: str, in_channels: int, num_classes: int,
+                         model_args: dict[str, Any]) -> nn.Module:
+    """A fresh ``architecture`` for ``num_classes`` holding every weight of ``old`` except those whose
+    shape depends on the number of classes (the output layers), which keep their new initialisation.
+    The two key sets must be identical: nothing else may be dropped silently."""
+    new = create_model(architecture, in_channels=in_channels, num_classes=num_classes, **model_args)
+    src, dst = old.state_dict(), new.state_dict()
+    if set(src) != set(dst):
+        raise BrainsegError(f"--new-head: {architecture} checkpoints differ in more than the output layer")
+    fresh = {k for k in dst if src[k].shape != dst[k].shape}
+    new.load_state_dict({k: (dst[k] if k in fresh else src[k]) for k in dst}, strict=True)
+    return new

@@ -25,7 +25,8 @@ from brainsegcli.inference.device import autocast, resolve_device, resolve_preci
 from brainsegcli.inference.predictor import InferenceConfig, predict_labels
 from brainsegcli.labels import LabelSet, get_labelset
 from brainsegcli.metrics import dice
-from brainsegcli.models import count_parameters, create_model, get_spec
+from brainsegcli.models import count_parameters, create_model, get_spec, transfer_to_new_head
+from brainsegcli.training.batchnorm import StackPool, recalibrate_batchnorm
 from brainsegcli.training.data import StackSampler, Subject, flip_lr, load_label_map, load_real
 from brainsegcli.training.losses import SegmentationLoss
 from brainsegcli.training.recipes import Recipe
@@ -60,6 +61,8 @@ class TrainConfig:
     augment: dict[str, float] = field(default_factory=lambda: {"flip": 0.5, "noise": 0.03, "scale": 0.1,
                                                                  "rotate_deg": 10.0})
     init_from: str | None = None
+    new_head: bool = False              # --init-from another label set: fresh output layer, rest transferred
+    bn_pool: int = 512                  # stacks kept for BatchNorm recalibration before validation (0: off)
     base_weights: str | None = None     # SAM models: official checkpoint (path or manifest name)
     synth: dict[str, Any] = field(default_factory=dict)  # SynthConfig overrides
     name: str = ""
@@ -216,10 +219,15 @@ class Trainer:
         init_base = None
         if cfg.init_from:
             self.model, ck = load_checkpoint(cfg.init_from)
-            if ck.labelset != cfg.labelset or ck.architecture != cfg.model:
-                raise BrainsegError(f"--init-from {cfg.init_from} is a {ck.architecture}/{ck.labelset} checkpoint")
+            if ck.architecture != cfg.model or (ck.labelset != cfg.labelset and not cfg.new_head):
+                raise BrainsegError(f"--init-from {cfg.init_from} is a {ck.architecture}/{ck.labelset} checkpoint"
+                                    + ("" if ck.architecture != cfg.model else "; add --new-head to transfer it "
+                                       f"to {cfg.labelset!r}"))
             self.model_args = ck.model_args
             init_base = ck.base_model
+            if cfg.new_head:
+                self.model = transfer_to_new_head(self.model, cfg.model, cfg.n_slices, self.labelset.num_classes,
+                                                  ck.model_args)
         else:
             get_spec(cfg.model)
             self.model_args = {**get_spec(cfg.model).default_args, **hp.model_args}
@@ -252,6 +260,7 @@ class Trainer:
                                    self.dist.world)
         self._val: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._samplers: dict[int, StackSampler] = {}
+        self.bn_pool = StackPool(cfg.bn_pool)
 
     def _load_base(self, ref: str) -> dict[str, Any]:
         from brainsegcli.weights.checkpoint import read_base, sha256_file
@@ -301,6 +310,7 @@ class Trainer:
         counts = [n // len(window) + (i < n % len(window)) for i in range(len(window))]
         parts = [self._samplers[j].draw(rng, c) for j, c in zip(window, counts) if c > 0]
         x, y, sag = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        self.bn_pool.offer(x)  # every volume is first in the window once
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         xt, yt = augment_batch(torch.from_numpy(x).float() / 255.0, torch.from_numpy(y), gen, self.cfg.augment)
         return xt, yt, torch.from_numpy(sag)
@@ -341,6 +351,15 @@ class Trainer:
                     vols.append(self.stream.make([self.cfg.seed, 10_000, i, j], s, 0.0))
             self._val = vols
         return self._val
+
+    def recalibrate(self) -> int:
+        """BatchNorm statistics averaged over the pooled stacks of the epoch (see training.batchnorm)."""
+        def to_input(xb: np.ndarray) -> torch.Tensor:
+            x = torch.from_numpy(xb).float().div(255).to(self.device)
+            return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
+
+        return recalibrate_batchnorm(self.model, self.bn_pool.batches(self.cfg.hp.batch_size, self.step), to_input,
+                                     lambda: autocast(self.device, self.dtype))
 
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
@@ -414,6 +433,7 @@ class Trainer:
             while self.epoch < hp.epochs:
                 t0 = time.perf_counter()
                 losses = []
+                self.bn_pool.clear()  # this epoch's stacks only (and a resumed run sees the same ones)
                 for i in range(self.cfg.steps_per_epoch):
                     losses.append(self.train_step(self.step))
                     self.step += 1
@@ -425,6 +445,7 @@ class Trainer:
                                      "seconds": round(time.perf_counter() - t0, 2)}
                 stop = False
                 if self.dist.main:
+                    self.recalibrate()
                     m.update(self.validate())
                     if self.plateau:
                         self.plateau.step(m["val_loss"])
