@@ -15,10 +15,30 @@ from pathlib import Path
 
 import torch
 
-from brainsegcli.weights.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint, sha256_file
+from brainsegcli.models import count_parameters
+from brainsegcli.training.report import model_card, training_stages
+from brainsegcli.weights.checkpoint import (CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_config, save_checkpoint,
+                                            sha256_file)
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_BYTES = 10 * 1024 * 1024
+
+
+def with_init_chain(directory: Path, training: dict) -> dict:
+    """The training block with the ``--init-from`` chain filled in (runs started before checkpoints
+    recorded it: the run folder's run.json names the checkpoint it started from)."""
+    if training.get("init_training"):
+        return training
+    init = training.get("init_from")
+    run_json = directory.parent / "run.json"
+    if not init and run_json.is_file():
+        init = json.loads(run_json.read_text()).get("init_from")
+    if not init:
+        return training
+    init_dir = Path(init) if Path(init).is_absolute() else ROOT / init
+    parent = read_config(init_dir)
+    return {**training, "init_from": init,
+            "init_training": {"checkpoint": parent.name, **with_init_chain(init_dir, parent.extra.get("training", {}))}}
 
 
 def main() -> None:
@@ -32,12 +52,13 @@ def main() -> None:
     ap.add_argument("--notes", default="")
     a = ap.parse_args()
     model, cfg = load_checkpoint(a.checkpoint)
+    cfg.extra["training"] = with_init_chain(a.checkpoint, cfg.extra.get("training", {}))
     cfg.name = a.name
     dest = ROOT / "brainsegcli" / "data" / "weights" / a.name
     if dest.exists():
         shutil.rmtree(dest)
     save_checkpoint(dest, model, cfg, dtype=torch.float16)
-    card = (a.checkpoint / "README.md").read_text() if (a.checkpoint / "README.md").is_file() else ""
+    card = model_card(cfg, count_parameters(model))
     if a.eval_json:
         ev = json.loads(a.eval_json.read_text())
         card += "\n## Held-out synthetic evaluation (benchmarks/eval_synth.py)\n\n"
@@ -61,7 +82,8 @@ def main() -> None:
              "base_model": None, "training": {"command": tr.get("command"), "recipe": tr.get("recipe"),
                                                "epochs": tr.get("epoch"), "iterations": tr.get("step"),
                                                "train_subjects": tr.get("train_subjects"),
-                                               "val_subjects": tr.get("val_subjects")},
+                                               "val_subjects": tr.get("val_subjects"),
+                                               "stages": [st.get("command") for st in training_stages(tr)]},
              "metrics": metrics, "version": cfg.version, "default": a.default, "status": a.status}
     if a.notes:
         entry["notes"] = a.notes

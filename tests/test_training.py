@@ -182,7 +182,7 @@ def test_resume_continues_exactly(pairs_csv, tmp_path):
     from safetensors.torch import load_file
 
     full, part = tmp_path / "full", tmp_path / "part"
-    r = _train_cli(["--pairs", str(pairs_csv), "--out", str(full), "--epochs", "2", *COMMON])
+    r = _train_cli(["--pairs", str(pairs_csv), "--out", str(full), "--epochs", "2", "--val-every", "2", *COMMON])
     assert r.exit_code == 0, r.output
     r = _train_cli(["--pairs", str(pairs_csv), "--out", str(part), "--epochs", "1", *COMMON])
     assert r.exit_code == 0, r.output
@@ -193,6 +193,8 @@ def test_resume_continues_exactly(pairs_csv, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     lines = (part / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    # validation (not BatchNorm recalibration) is skipped on off epochs: the weights above still match
+    assert ["val_dice" in json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()] == [False, True]
     split = json.loads((full / "split.json").read_text())
     assert len(split["validation"]) == 1 and not set(split["validation"]) & set(split["train"])
     assert (full / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"

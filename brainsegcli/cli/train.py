@@ -66,6 +66,8 @@ def train(
     base_weights: Annotated[Optional[str], _F("--base-weights", help="SAM models: official SAM .pth (path or "
                                                                       "manifest name, e.g. sam-vit-b)")] = None,
     resume: Annotated[Optional[Path], _F("--resume", help="continue the run in this folder")] = None,
+    val_every: Annotated[Optional[int], _F("--val-every", min=1, help="validate every N epochs (and after the "
+                                                                       "last); default 1")] = None,
     nproc: Annotated[int, _F("--nproc", min=1, help="processes for DistributedDataParallel (torchrun)")] = 1,
     name: Annotated[str, _F("--name", help="checkpoint name")] = "",
     force: Force = False,
@@ -85,7 +87,7 @@ def train(
     setup_threads(threads)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if resume is not None:
-        cfg, run_dir = _resume_config(resume, epochs)
+        cfg, run_dir = _resume_config(resume, epochs, val_every)
     else:
         cfg, run_dir = _new_config(**locals())
     cfg_log = out_console.print if not quiet and rank0 else (lambda *a, **k: None)
@@ -127,7 +129,7 @@ def _json_object(text: str, option: str) -> dict:
     return obj
 
 
-def _resume_config(run_dir: Path, epochs: int | None):
+def _resume_config(run_dir: Path, epochs: int | None, val_every: int | None = None):
     import json
 
     from brainsegcli.training.loop import STATE_FILE, TrainConfig
@@ -138,6 +140,8 @@ def _resume_config(run_dir: Path, epochs: int | None):
     cfg = TrainConfig.from_dict(json.loads((run_dir / "run.json").read_text()))
     if epochs is not None:
         cfg.hp.epochs = epochs
+    if val_every is not None:
+        cfg.val_every = val_every
     return cfg, run_dir
 
 
@@ -226,7 +230,7 @@ def _new_config(**o):
                       volumes_per_batch=o["volumes_per_batch"],
                       views=tuple(p.value for p in Plane.parse_list(o["views"])), crop=o["crop"], seed=o["seed"],
                       device=o["device"], precision=o["precision"], init_from=o["init_from"],
-                      new_head=o["new_head"],
+                      new_head=o["new_head"], val_every=o["val_every"] or 1,
                       base_weights=o["base_weights"], synth=synth_overrides,
                       name=o["name"] or run_dir.name, command="brainseg " + shlex.join(sys.argv[1:]))
     if int(os.environ.get("RANK", "0")) == 0:

@@ -58,6 +58,7 @@ class TrainConfig:
     precision: str = "auto"
     val_volumes_per_subject: int = 1
     val_stacks: int = 48
+    val_every: int = 1                  # validate (and pick the best checkpoint) every N epochs and at the end
     augment: dict[str, float] = field(default_factory=lambda: {"flip": 0.5, "noise": 0.03, "scale": 0.1,
                                                                  "rotate_deg": 10.0})
     init_from: str | None = None
@@ -216,9 +217,10 @@ class Trainer:
         self.views = tuple(Plane(v) for v in cfg.views)
         hp = cfg.hp
         torch.manual_seed(cfg.seed)
-        init_base = None
+        init_base, self.init_training = None, None
         if cfg.init_from:
             self.model, ck = load_checkpoint(cfg.init_from)
+            self.init_training = {"checkpoint": ck.name, **ck.extra.get("training", {})}
             if ck.architecture != cfg.model or (ck.labelset != cfg.labelset and not cfg.new_head):
                 raise BrainsegError(f"--init-from {cfg.init_from} is a {ck.architecture}/{ck.labelset} checkpoint"
                                     + ("" if ck.architecture != cfg.model else "; add --new-head to transfer it "
@@ -399,7 +401,8 @@ class Trainer:
             extra={"training": {"recipe": cfg.recipe, "epoch": self.epoch, "step": self.step,
                                 "command": cfg.command, "synthetic": cfg.synthetic,
                                 "train_subjects": [s["name"] for s in cfg.train_subjects],
-                                "val_subjects": [s["name"] for s in cfg.val_subjects]},
+                                "val_subjects": [s["name"] for s in cfg.val_subjects],
+                                "init_from": cfg.init_from, "init_training": self.init_training},
                    "metrics": metrics})
 
     def save(self, metrics: dict[str, Any], improved: bool) -> None:
@@ -446,22 +449,24 @@ class Trainer:
                 stop = False
                 if self.dist.main:
                     self.recalibrate()
-                    m.update(self.validate())
-                    if self.plateau:
-                        self.plateau.step(m["val_loss"])
-                    improved = self.is_better(m)
-                    if improved:
-                        self.best = m[hp.select_by]
-                        self.bad_epochs = 0
-                    else:
-                        self.bad_epochs += 1
+                    improved = False
+                    if self.epoch % max(self.cfg.val_every, 1) == 0 or self.epoch >= hp.epochs:
+                        m.update(self.validate())
+                        if self.plateau:
+                            self.plateau.step(m["val_loss"])
+                        improved = self.is_better(m)
+                        if improved:
+                            self.best = m[hp.select_by]
+                            self.bad_epochs = 0
+                        else:
+                            self.bad_epochs += 1
                     m["best"] = self.best
                     self.history.append(m)
+                    self.save(m, improved)  # state first: an interrupted run never logs an epoch it lost
                     with open(self.run_dir / "metrics.jsonl", "a") as fh:
                         fh.write(json.dumps(m) + "\n")
-                    self.save(m, improved)
-                    self.log(f"epoch {self.epoch}: loss {m['train_loss']:.4f}, val loss {m['val_loss']:.4f}, "
-                             f"val Dice {m['val_dice']:.4f}, {m['seconds']:.0f} s")
+                    val = (f", val loss {m['val_loss']:.4f}, val Dice {m['val_dice']:.4f}" if "val_loss" in m else "")
+                    self.log(f"epoch {self.epoch}: loss {m['train_loss']:.4f}{val}, {m['seconds']:.0f} s")
                     stop = bool(hp.early_stop and self.bad_epochs >= hp.early_stop)
                 stop = self._broadcast_stop(stop)
                 if stop:

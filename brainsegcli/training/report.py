@@ -39,12 +39,27 @@ def model_card(ck: CheckpointConfig, params: tuple[int, int]) -> str:
               f"- synthetic images from label maps: {tr.get('synthetic')}",
               f"- training subjects: {', '.join(tr.get('train_subjects', []))}",
               f"- validation subjects (held out): {', '.join(tr.get('val_subjects', []))}",
-              f"- command: `{tr.get('command', '')}`", "", "## Validation", ""]
+              f"- command: `{tr.get('command', '')}`"]
+    for stage in training_stages(tr)[:-1][::-1]:
+        lines.append(f"- started from `{stage.get('checkpoint') or stage.get('name')}`, trained with: "
+                     f"`{stage.get('command', '')}`")
+    lines += ["", "## Validation", ""]
     if m:
         lines.append(f"- loss {m.get('val_loss', float('nan')):.4f}, mean Dice {m.get('val_dice', float('nan')):.4f}")
         for name, d in sorted(m.get("val_class_dice", {}).items()):
             lines.append(f"  - {name}: {d:.4f}")
     return "\n".join(lines) + "\n"
+
+
+def training_stages(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chain of ``--init-from`` trainings that led to a checkpoint, earliest first (each stage's
+    own training block, without the nested chain)."""
+    stages = []
+    t: dict[str, Any] | None = training
+    while t:
+        stages.append({k: v for k, v in t.items() if k != "init_training"})
+        t = t.get("init_training")
+    return stages[::-1]
 
 
 def write_model_card(directory: Path, ck: CheckpointConfig, params: tuple[int, int]) -> Path:
