@@ -65,6 +65,8 @@ def main() -> None:
         for variant, per in ev["per_structure"].items():
             card += f"- {variant}: mean Dice {ev['mean'][variant]:.3f} (" + ", ".join(
                 f"{k} {v:.3f}" for k, v in per.items()) + ")\n"
+    if a.notes:
+        card += f"\n## Status\n\n{a.status}: {a.notes}\n"
     (dest / "README.md").write_text(card.replace(f"# {a.checkpoint.name}", f"# {a.name}", 1))
     files = []
     for f in (CONFIG_FILE, WEIGHTS_FILE, "README.md"):

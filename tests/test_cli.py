@@ -46,7 +46,7 @@ def test_models_json():
 
 def test_parcellate_refuses_without_weights(phantom_t1, tmp_path):
     out = tmp_path / "out"
-    r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--quiet", "--labelset", "aseg"])
+    r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--quiet", "--labelset", "dkt95"])
     assert r.exit_code == 1
     assert "no trained weights" in r.output and "--weights" in r.output and "Traceback" not in r.output
     assert not (out / "sub-01_T1w").exists()

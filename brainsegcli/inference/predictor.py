@@ -85,7 +85,7 @@ def predict_probabilities(volume: np.ndarray, network: Network, labelset: LabelS
             if plane is Plane.SAGITTAL and groups is not None:
                 summed = torch.zeros_like(probs).index_add_(1, groups, probs)
                 probs = summed.index_select(1, groups)
-            acc.add(plane, centres, probs.cpu().numpy(), weights[plane])
+            acc.add(plane, centres, probs.cpu(), weights[plane])
             done += 1
             if progress:
                 progress(plane, done, total)

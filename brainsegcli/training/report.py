@@ -41,8 +41,8 @@ def model_card(ck: CheckpointConfig, params: tuple[int, int]) -> str:
               f"- validation subjects (held out): {', '.join(tr.get('val_subjects', []))}",
               f"- command: `{tr.get('command', '')}`"]
     for stage in training_stages(tr)[:-1][::-1]:
-        lines.append(f"- started from `{stage.get('checkpoint') or stage.get('name')}`, trained with: "
-                     f"`{stage.get('command', '')}`")
+        lines.append(f"- started from `{stage.get('checkpoint') or stage.get('name')}` (its epoch {stage.get('epoch')}, "
+                     f"{stage.get('step')} iterations), trained with: `{stage.get('command', '')}`")
     lines += ["", "## Validation", ""]
     if m:
         lines.append(f"- loss {m.get('val_loss', float('nan')):.4f}, mean Dice {m.get('val_dice', float('nan')):.4f}")
