@@ -27,8 +27,9 @@ RANGES = {
 BUNDLED = [ls for ls in RANGES if default_entry(ls) is not None]
 
 
-def test_every_product_label_set_has_a_default():
-    assert BUNDLED == ["tissue", "subcortical", "aseg"]
+def test_bundled_defaults():
+    # subcortical and aseg have no checkpoint good enough to ship yet (issue 6): parcellate refuses them
+    assert "tissue" in BUNDLED
 
 
 @pytest.fixture(scope="module")
