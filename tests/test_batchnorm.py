@@ -44,6 +44,7 @@ def test_stack_pool_keeps_the_latest_stacks():
     assert len(pool) == 5
     got = sorted(int(b[j, 0, 0, 0]) for b in pool.batches(3, seed=0) for j in range(len(b)))
     assert got == [1, 2, 2, 3, 3]
+    assert [len(b) for b in pool.batches(4, seed=0)] == [4]  # the lone fifth stack is left out
     pool.clear()
     assert len(pool) == 0 and list(pool.batches(3, 0)) == []
 

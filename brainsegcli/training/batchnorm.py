@@ -40,6 +40,8 @@ class StackPool:
     def batches(self, batch_size: int, seed: int):
         order = np.random.default_rng(seed).permutation(len(self.stacks))
         for i in range(0, len(order), batch_size):
+            if len(order) - i == 1 and i > 0:
+                break  # a lone last stack: BatchNorm in training mode may need more than one value per channel
             yield np.stack([self.stacks[j] for j in order[i:i + batch_size]])
 
 
