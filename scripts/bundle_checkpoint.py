@@ -59,15 +59,15 @@ def main() -> None:
         shutil.rmtree(dest)
     save_checkpoint(dest, model, cfg, dtype=torch.float16)
     card = model_card(cfg, count_parameters(model))
-    if a.eval_json:
-        ev = json.loads(a.eval_json.read_text())
+    ev = json.loads(a.eval_json.read_text()) if a.eval_json else None
+    if ev:
         card += "\n## Held-out synthetic evaluation (benchmarks/eval_synth.py)\n\n"
         for variant, per in ev["per_structure"].items():
             card += f"- {variant}: mean Dice {ev['mean'][variant]:.3f} (" + ", ".join(
                 f"{k} {v:.3f}" for k, v in per.items()) + ")\n"
     if a.notes:
         card += f"\n## Status\n\n{a.status}: {a.notes}\n"
-    (dest / "README.md").write_text(card.replace(f"# {a.checkpoint.name}", f"# {a.name}", 1))
+    (dest / "README.md").write_text(card)  # cfg.name is already the bundled name
     files = []
     for f in (CONFIG_FILE, WEIGHTS_FILE, "README.md"):
         size = (dest / f).stat().st_size
@@ -76,8 +76,8 @@ def main() -> None:
         files.append({"filename": f, "sha256": sha256_file(dest / f), "size": size})
     tr = cfg.extra.get("training", {})
     metrics = {k: v for k, v in cfg.extra.get("metrics", {}).items() if k.startswith("val")}
-    if a.eval_json:
-        metrics["held_out_synthetic"] = json.loads(a.eval_json.read_text())["mean"]
+    if ev:
+        metrics["held_out_synthetic"] = ev["mean"]
     entry = {"name": a.name, "role": "model", "architecture": cfg.architecture, "model_args": cfg.model_args,
              "labelset": cfg.labelset, "input": cfg.to_dict()["input"], "files": files,
              "source": {"type": "bundled", "path": f"data/weights/{a.name}"}, "license": a.license,

@@ -154,7 +154,7 @@ def _new_config(**o):
     from brainsegcli.reports import write_json
     from brainsegcli.training.data import (split_subjects, subjects_from_bids, subjects_from_csv,
                                            subjects_from_freesurfer, subjects_from_label_maps)
-    from brainsegcli.training.loop import TrainConfig, run_config_dict
+    from brainsegcli.training.loop import TrainConfig, check_init_from, run_config_dict
     from brainsegcli.training.recipes import RECIPES, get_recipe
     from brainsegcli.types import BrainsegError, Plane
 
@@ -181,9 +181,8 @@ def _new_config(**o):
     spec = get_spec(model)
     ls = o["labelset"] or (init.labelset if init else spec.labelsets[0] if spec.labelsets else "aseg")
     get_labelset(ls)
-    if init and (init.architecture != model or (init.labelset != ls and not o["new_head"])):
-        raise BrainsegError(f"--init-from {o['init_from']} is a {init.architecture}/{init.labelset} checkpoint"
-                            + (f"; add --new-head to transfer it to {ls!r}" if init.architecture == model else ""))
+    if init:  # before the run folder exists: a refused run leaves nothing behind
+        check_init_from(o["init_from"], init, model, ls, o["new_head"])
     recipe_name = o["recipe"] or ("tissue" if spec.family == "tissue-unet" else
                                   model if model in RECIPES else "deepmrseg")
     hp = get_recipe(recipe_name, epochs=o["epochs"], batch_size=o["batch_size"], lr=o["lr"],

@@ -36,9 +36,10 @@ def merge_lr(probs: np.ndarray, group: np.ndarray) -> np.ndarray:
 class ProbabilityAccumulator:
     """Weighted sum of the views' class probabilities over ``box``, channels last.
 
-    Stored as a torch tensor and added slice-range by slice-range: numpy's fancy-indexed ``+=`` on
-    float16 (the storage beyond ``max_bytes``) took 0.4-1.4 s per batch of 16 slices with 33 classes
-    and dominated whole-head ``aseg`` runs; torch's sliced add takes 0.15-0.3 s."""
+    Stored as a torch tensor and added slice-range by slice-range. With the float16 storage (beyond
+    ``max_bytes``; 33 classes over a 236³ box) one batch of 16 slices takes 0.12 s, against 0.26 s
+    for numpy's fancy-indexed ``+=``, which dominated whole-head ``aseg`` validation in a profile;
+    float32 is unchanged (0.09 s against 0.08 s). 2 cores, median of 12 batches."""
 
     def __init__(self, shape: tuple[int, int, int], num_classes: int,
                  box: tuple[slice, slice, slice] | None = None, max_bytes: int = 2 * 1024**3):

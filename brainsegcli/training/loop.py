@@ -221,10 +221,7 @@ class Trainer:
         if cfg.init_from:
             self.model, ck = load_checkpoint(cfg.init_from)
             self.init_training = {"checkpoint": ck.name, **ck.extra.get("training", {})}
-            if ck.architecture != cfg.model or (ck.labelset != cfg.labelset and not cfg.new_head):
-                raise BrainsegError(f"--init-from {cfg.init_from} is a {ck.architecture}/{ck.labelset} checkpoint"
-                                    + ("" if ck.architecture != cfg.model else "; add --new-head to transfer it "
-                                       f"to {cfg.labelset!r}"))
+            check_init_from(cfg.init_from, ck, cfg.model, cfg.labelset, cfg.new_head)
             self.model_args = ck.model_args
             init_base = ck.base_model
             if cfg.new_head:
@@ -485,6 +482,13 @@ class Trainer:
         t = torch.tensor([1 if stop else 0], device=self.device if self.device.type == "cuda" else "cpu")
         dist.broadcast(t, 0)
         return bool(t.item())
+
+
+def check_init_from(ref: str, ck: CheckpointConfig, model: str, labelset: str, new_head: bool) -> None:
+    """``--init-from`` needs the same architecture, and the same label set unless ``--new-head``."""
+    if ck.architecture != model or (ck.labelset != labelset and not new_head):
+        raise BrainsegError(f"--init-from {ref} is a {ck.architecture}/{ck.labelset} checkpoint"
+                            + (f"; add --new-head to transfer it to {labelset!r}" if ck.architecture == model else ""))
 
 
 def run_config_dict(cfg: TrainConfig) -> dict[str, Any]:
