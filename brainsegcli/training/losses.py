@@ -19,7 +19,8 @@ def merge_sagittal(probs: torch.Tensor, target: torch.Tensor, is_sagittal: torch
 
 
 def dice_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - mean soft Dice over the classes present in the target or the prediction of the batch."""
+    """1 - mean soft Dice over the classes present in the target of the batch (false positives of an
+    absent class are left to the cross-entropy term)."""
     onehot = F.one_hot(target, probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
     dims = (0, 2, 3)
     inter = (probs * onehot).sum(dims)
