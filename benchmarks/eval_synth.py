@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(SHARED))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="")
+    ap.add_argument("--tta", action="store_true", help="left-right flip test-time augmentation")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, cfg = load_checkpoint(a.weights)
@@ -44,7 +45,7 @@ def main() -> None:
     ls = get_labelset(cfg.labelset)
     priors = Priors.load(Path(a.data) / "priors")
     dev = torch.device("cpu")
-    infer = InferenceConfig(device=dev, dtype=resolve_precision(dev, "auto"))
+    infer = InferenceConfig(device=dev, dtype=resolve_precision(dev, "auto"), flip_tta=a.tta)
     scores: dict[str, dict[str, list[float]]] = {}
     for i, name in enumerate(a.maps.split(",")):
         raw, tgt, aff = load_label_map(Subject(name, Path(a.data) / f"{name}.nii.gz"), ls)

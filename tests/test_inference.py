@@ -105,6 +105,60 @@ def test_sagittal_left_right_merge_lets_the_other_views_decide_the_side():
     assert (naive[40:48, 10:18, 28:36] == rt).all()
 
 
+def test_flip_tta_keeps_a_side_aware_network_right():
+    """The mirrored image's answer must be mirrored back *and* have its left/right classes swapped;
+    for a network that reads the side from the in-plane position, TTA then changes nothing (a missing
+    swap would average left with right)."""
+    ls = get_labelset("subcortical")
+    lt, rt = ls.index_of(10), ls.index_of(49)
+    vol = np.zeros((64, 64, 64), np.uint8)
+    vol[40:48, 10:18, 28:36] = 200
+    vol[16:24, 10:18, 28:36] = 200
+
+    def net(x):
+        b, _, h, w = x.shape
+        logits = torch.zeros(b, ls.num_classes, h, w)
+        on = x[:, 2] > 0
+        left = (torch.arange(h).view(1, h, 1) >= h // 2).expand(b, h, w)
+        logits[:, 0], logits[:, lt], logits[:, rt] = 10 * (~on), 10 * (on & left), 10 * (on & ~left)
+        return logits
+
+    plain = predict_labels(vol, net, ls, InferenceConfig())
+    tta = predict_labels(vol, net, ls, InferenceConfig(flip_tta=True))
+    assert (tta[40:48, 10:18, 28:36] == lt).all() and (tta[16:24, 10:18, 28:36] == rt).all()
+    assert np.array_equal(plain, tta)
+
+
+def test_flip_tta_makes_any_network_mirror_equivariant():
+    """With TTA, the fused probabilities of the mirrored image are the mirrored, side-swapped
+    probabilities of the image (up to rounding: a convolution of a flipped input sums in another
+    order), whatever the network; without TTA a random network is far from that."""
+    from brainsegcli.inference.predictor import predict_probabilities
+    from brainsegcli.models import create_model
+
+    ls = get_labelset("subcortical")
+    torch.manual_seed(0)
+    model = create_model("unet", num_classes=ls.num_classes, tiny=True).eval()
+    rng = np.random.default_rng(0)
+    vol = _phantom_volume(32)
+    vol[4:14, 8:20, 10:22] = rng.integers(0, 255, (10, 12, 12), dtype=np.uint8)  # an asymmetric patch
+    swap = torch.as_tensor(ls.lr_swap_index)
+    for tta in (True, False):
+        cfg = InferenceConfig(flip_tta=tta, batch_size=5)
+        a = predict_probabilities(vol, model, ls, cfg).acc
+        b = predict_probabilities(np.ascontiguousarray(vol[::-1]), model, ls, cfg).acc
+        err = (a.flip(0)[..., swap] - b).abs().max().item()
+        assert (err < 1e-4) == tta, (tta, err)
+
+
+def test_flip_tta_refuses_prompted_networks():
+    class Prompted(torch.nn.Module):
+        wants_slice_info = True
+
+    with pytest.raises(ValueError, match="prompts"):
+        predict_labels(_phantom_volume(16), Prompted(), get_labelset("tissue"), InferenceConfig(flip_tta=True))
+
+
 def test_real_model_runs_batched_and_deterministic():
     from brainsegcli.models import create_model
 

@@ -84,3 +84,6 @@ def test_cli_prompts_with_lora_sam(phantom_t1, tmp_path):
     r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(tmp_path / "o2"), "--allow-untrained",
                             "--model", "unet", "--labelset", "tissue", "--points", "1,2,3,1"])
     assert r.exit_code == 1 and "promptable" in r.output
+    r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(tmp_path / "o3"), "--weights", str(d),
+                            "--points", "40,50,40,1", "--tta"])
+    assert r.exit_code == 1 and "--tta" in r.output and "Traceback" not in r.output

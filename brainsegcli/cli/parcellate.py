@@ -100,6 +100,8 @@ def parcellate(
     threads: Threads = None,
     sample: Annotated[bool, typer.Option("--sample", help="run on the bundled sample T1 (MNI ICBM152 2009a)")] = False,
     no_crop: Annotated[bool, typer.Option("--no-crop", help="also run the network on empty slices")] = False,
+    tta: Annotated[bool, typer.Option("--tta", help="test-time augmentation: also segment the left-right mirrored "
+                                                    "image and average the probabilities (about twice the time)")] = False,
     allow_untrained: Annotated[bool, typer.Option("--allow-untrained", help="random weights (tests only)")] = False,
     points: Annotated[Optional[list[str]], typer.Option("--points", help="promptable models: x,y,z,label "
                                                         "(label 1 inside, 0 outside); repeatable")] = None,
@@ -145,7 +147,8 @@ def parcellate(
     view_weights = {Plane(k): v for k, v in ckpt.input.views.items()} if ckpt else None
     cfg = InferenceConfig(views=tuple(plane_list), view_weights=view_weights,
                           n_slices=ckpt.input.slices if ckpt else 5, batch_size=batch_size, crop=not no_crop,
-                          sagittal_lr_merge=ckpt.input.sagittal_lr_merge if ckpt else True, device=dev, dtype=dtype)
+                          sagittal_lr_merge=ckpt.input.sagittal_lr_merge if ckpt else True, device=dev, dtype=dtype,
+                          flip_tta=tta)
     if dev.type == "cpu":
         import torch
 
@@ -155,6 +158,8 @@ def parcellate(
     prompt_opts = PromptOptions(list(points or []), list(box or []), prompt_coords, auto_boxes)
     if (prompt_opts.points or prompt_opts.boxes or auto_boxes) and not getattr(net, "accepts_prompts", False):
         raise BrainsegError(f"--points/--box/--auto-boxes need a promptable model (lora-sam), not {info.architecture!r}")
+    if tta and (prompt_opts.points or prompt_opts.boxes or auto_boxes):
+        raise BrainsegError("--tta cannot be combined with prompts (a mirrored image would move them)")
     if prompt_coords not in ("voxel", "ras"):
         raise BrainsegError(f"--prompt-coords {prompt_coords}: use voxel or ras")
 

@@ -34,6 +34,7 @@ class InferenceConfig:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     max_accumulator_bytes: int = 2 * 1024**3
+    flip_tta: bool = False  # also run the left-right mirrored image and average (SynthSeg does this)
 
 
 def head_box(volume: np.ndarray, n_slices: int) -> tuple[slice, slice, slice]:
@@ -51,6 +52,24 @@ def _sagittal_groups(labelset: LabelSet, enabled: bool) -> torch.Tensor | None:
     return torch.as_tensor(labelset.sagittal_index, dtype=torch.long)
 
 
+def _lr_dim(plane: Plane) -> int:
+    """Dimension of a (B, n_slices, H, W) stack that runs left-right: the stack itself for sagittal
+    stacks, else the first in-plane axis (conformed axis 0 comes first in coronal and axial views)."""
+    return 1 if plane is Plane.SAGITTAL else 2
+
+
+def _run(network: Network, x: torch.Tensor, plane: Plane, centres: np.ndarray, cfg: InferenceConfig) -> torch.Tensor:
+    """Class probabilities (B, C, H, W) in float32 for one batch of stacks."""
+    if cfg.device.type != "mps":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), autocast(cfg.device, cfg.dtype):
+        if getattr(network, "wants_slice_info", False):  # e.g. prompts placed per slice
+            logits = network(x, plane=plane, centres=centres)
+        else:
+            logits = network(x)
+    return torch.softmax(logits.float(), dim=1)
+
+
 def predict_probabilities(volume: np.ndarray, network: Network, labelset: LabelSet, cfg: InferenceConfig,
                           progress: Progress | None = None, timings: dict[str, float] | None = None
                           ) -> ProbabilityAccumulator:
@@ -66,6 +85,9 @@ def predict_probabilities(volume: np.ndarray, network: Network, labelset: LabelS
     groups = _sagittal_groups(labelset, cfg.sagittal_lr_merge)
     if groups is not None:
         groups = groups.to(cfg.device)
+    if cfg.flip_tta and getattr(network, "wants_slice_info", False):
+        raise ValueError("flip test-time augmentation does not apply to a network that takes per-slice prompts")
+    swap = torch.as_tensor(labelset.lr_swap_index, dtype=torch.long, device=cfg.device)
     for plane in cfg.views:
         t0 = time.perf_counter()
         total = count_batches(vol, plane, cfg.batch_size, cfg.n_slices, cfg.crop)
@@ -74,14 +96,12 @@ def predict_probabilities(volume: np.ndarray, network: Network, labelset: LabelS
             progress(plane, 0, total)
         for centres, stacks in iter_batches(vol, plane, cfg.batch_size, cfg.n_slices, cfg.crop):
             x = torch.from_numpy(np.ascontiguousarray(stacks)).to(cfg.device).float().div_(255.0)
-            if cfg.device.type != "mps":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode(), autocast(cfg.device, cfg.dtype):
-                if getattr(network, "wants_slice_info", False):  # e.g. prompts placed per slice
-                    logits = network(x, plane=plane, centres=centres)
-                else:
-                    logits = network(x)
-            probs = torch.softmax(logits.float(), dim=1)
+            probs = _run(network, x, plane, centres, cfg)
+            if cfg.flip_tta:  # the mirrored brain's answer, mirrored back with left/right classes swapped
+                mirrored = _run(network, x.flip(_lr_dim(plane)), plane, centres, cfg)
+                if plane is not Plane.SAGITTAL:
+                    mirrored = mirrored.flip(2)
+                probs = probs.add_(mirrored.index_select(1, swap)).mul_(0.5)
             if plane is Plane.SAGITTAL and groups is not None:
                 summed = torch.zeros_like(probs).index_add_(1, groups, probs)
                 probs = summed.index_select(1, groups)
