@@ -1,4 +1,4 @@
-"""GM/WM Dice of a tissue checkpoint on a real T1: the bundled MNI ICBM152 2009a sample, against the
+"""GM/WM Dice of a tissue (or aseg, merged to tissue classes) checkpoint on a real T1: the bundled MNI ICBM152 2009a sample, against the
 template's own grey/white-matter probability maps (shipped in the nilearn wheel:
 ``pip download --no-deps nilearn`` and unzip ``nilearn/datasets/data/mni_icbm152_{gm,wm}_*``).
 
@@ -20,7 +20,7 @@ from brainsegcli.inference.device import resolve_precision
 from brainsegcli.inference.predictor import InferenceConfig, predict_labels
 from brainsegcli.io.conform import conform, to_native
 from brainsegcli.io.image import load_volume
-from brainsegcli.labels import get_labelset, indices_to_ids
+from brainsegcli.labels import get_labelset, indices_to_ids, map_labels
 from brainsegcli.metrics import dice
 from brainsegcli.weights.checkpoint import load_checkpoint
 
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--gm", required=True)
     ap.add_argument("--wm", required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tta", action="store_true", help="left-right flip test-time augmentation")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, cfg = load_checkpoint(a.weights)
@@ -39,8 +40,10 @@ def main() -> None:
     conf = conform(vol)
     dev = torch.device("cpu")
     idx = predict_labels(conf.data, model.to(memory_format=torch.channels_last), ls,
-                         InferenceConfig(device=dev, dtype=resolve_precision(dev, "auto")))
+                         InferenceConfig(device=dev, dtype=resolve_precision(dev, "auto"), flip_tta=a.tta))
     pred = to_native(indices_to_ids(idx, ls), conf)
+    if ls.name != "tissue":  # e.g. aseg: cortex and grey nuclei -> GM, white matter -> WM (as for training)
+        pred, _ = map_labels(pred, get_labelset("tissue"), "freesurfer")
     gm = np.asarray(load_volume(a.gm, kind="labels").data, dtype=float)
     wm = np.asarray(load_volume(a.wm, kind="labels").data, dtype=float)
     ref_wm = wm > 127

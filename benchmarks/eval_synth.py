@@ -69,7 +69,8 @@ def main() -> None:
     print("| **mean** | " + " | ".join(f"**{means[v]:.3f}**" for v in VARIANTS) + " |")
     if a.json:
         Path(a.json).write_text(json.dumps({"per_structure": {v: {n: float(np.mean(x)) for n, x in s.items()}
-                                                              for v, s in scores.items()}, "mean": means}, indent=2))
+                                                              for v, s in scores.items()}, "mean": means, "tta": a.tta},
+                                              indent=2))
 
 
 if __name__ == "__main__":

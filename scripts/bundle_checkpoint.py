@@ -1,6 +1,7 @@
 """Maintainer tool: put a trained checkpoint into the package (fp16) and the manifest.
 
-Usage: python scripts/bundle_checkpoint.py RUN/best --name tissue-unet [--default] [--eval-json FILE]
+Usage: python scripts/bundle_checkpoint.py RUN/best --name tissue-unet [--default] [--eval-json FILE ...]
+(one --eval-json per benchmarks/eval_synth.py run, e.g. without and with --tta)
 
 Writes brainsegcli/data/weights/NAME/{model.safetensors, config.json, README.md} and an entry (sha256,
 size, input contract, training summary, validation metrics) in both copies of weights_manifest.json.
@@ -46,7 +47,8 @@ def main() -> None:
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--name", required=True)
     ap.add_argument("--default", action="store_true", help="default model of its label set")
-    ap.add_argument("--eval-json", type=Path, help="metrics from benchmarks/eval_synth.py")
+    ap.add_argument("--eval-json", type=Path, action="append", default=[],
+                    help="metrics from benchmarks/eval_synth.py (repeatable: without and with --tta)")
     ap.add_argument("--license", default="apache-2.0")
     ap.add_argument("--status", choices=["preliminary", "release"], default="release")
     ap.add_argument("--notes", default="")
@@ -59,9 +61,10 @@ def main() -> None:
         shutil.rmtree(dest)
     save_checkpoint(dest, model, cfg, dtype=torch.float16)
     card = model_card(cfg, count_parameters(model))
-    ev = json.loads(a.eval_json.read_text()) if a.eval_json else None
-    if ev:
-        card += "\n## Held-out synthetic evaluation (benchmarks/eval_synth.py)\n\n"
+    evals = [json.loads(f.read_text()) for f in a.eval_json]
+    for ev in evals:
+        how = "with `--tta`" if ev.get("tta") else "without test-time augmentation"
+        card += f"\n## Held-out synthetic evaluation (benchmarks/eval_synth.py, {how})\n\n"
         for variant, per in ev["per_structure"].items():
             card += f"- {variant}: mean Dice {ev['mean'][variant]:.3f} (" + ", ".join(
                 f"{k} {v:.3f}" for k, v in per.items()) + ")\n"
@@ -76,8 +79,8 @@ def main() -> None:
         files.append({"filename": f, "sha256": sha256_file(dest / f), "size": size})
     tr = cfg.extra.get("training", {})
     metrics = {k: v for k, v in cfg.extra.get("metrics", {}).items() if k.startswith("val")}
-    if ev:
-        metrics["held_out_synthetic"] = ev["mean"]
+    for ev in evals:
+        metrics["held_out_synthetic_tta" if ev.get("tta") else "held_out_synthetic"] = ev["mean"]
     entry = {"name": a.name, "role": "model", "architecture": cfg.architecture, "model_args": cfg.model_args,
              "labelset": cfg.labelset, "input": cfg.to_dict()["input"], "files": files,
              "source": {"type": "bundled", "path": f"data/weights/{a.name}"}, "license": a.license,

@@ -83,10 +83,10 @@ def test_parcellate_with_checkpoint_writes_everything(phantom_t1, tmp_path, tiny
     assert r.exit_code == 1 and "--force" in r.output
     assert (d / "report.json").stat().st_mtime_ns == before
     r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--weights", str(tiny_ckpt), "-q",
-                            "--force", "--views", "axial", "--tta"])
+                            "--force", "--views", "axial", "--no-tta"])
     assert r.exit_code == 0 and r.output == ""
     inference = json.loads((d / "report.json").read_text())["inference"]
-    assert inference["views"] == ["axial"] and inference["flip_tta"] is True and rep["inference"]["flip_tta"] is False
+    assert inference["views"] == ["axial"] and inference["flip_tta"] is False and rep["inference"]["flip_tta"] is True
 
 
 def test_weights_labelset_mismatch_is_refused(phantom_t1, tmp_path, tiny_ckpt):

@@ -81,6 +81,7 @@ def test_cli_prompts_with_lora_sam(phantom_t1, tmp_path):
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "o" / "sub-01_T1w" / "report.json").read_text())
     assert rep["inference"]["prompts"]["points"] == 1 and rep["inference"]["prompts"]["auto_boxes"] is True
+    assert rep["inference"]["flip_tta"] is False  # on by default, but not with prompts
     r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(tmp_path / "o2"), "--allow-untrained",
                             "--model", "unet", "--labelset", "tissue", "--points", "1,2,3,1"])
     assert r.exit_code == 1 and "promptable" in r.output

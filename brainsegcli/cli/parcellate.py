@@ -100,8 +100,9 @@ def parcellate(
     threads: Threads = None,
     sample: Annotated[bool, typer.Option("--sample", help="run on the bundled sample T1 (MNI ICBM152 2009a)")] = False,
     no_crop: Annotated[bool, typer.Option("--no-crop", help="also run the network on empty slices")] = False,
-    tta: Annotated[bool, typer.Option("--tta", help="test-time augmentation: also segment the left-right mirrored "
-                                                    "image and average the probabilities (about twice the time)")] = False,
+    tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="test-time augmentation: also segment the "
+                   "left-right mirrored image and average (twice the network time); default on, off with prompts",
+                   show_default=False)] = None,
     allow_untrained: Annotated[bool, typer.Option("--allow-untrained", help="random weights (tests only)")] = False,
     points: Annotated[Optional[list[str]], typer.Option("--points", help="promptable models: x,y,z,label "
                                                         "(label 1 inside, 0 outside); repeatable")] = None,
@@ -145,23 +146,24 @@ def parcellate(
         warn("running UNTRAINED random weights (--allow-untrained): the labels are meaningless")
     ls = get_labelset(ls_name)
     view_weights = {Plane(k): v for k, v in ckpt.input.views.items()} if ckpt else None
+    from brainsegcli.pipeline import PromptOptions
+
+    prompt_opts = PromptOptions(list(points or []), list(box or []), prompt_coords, auto_boxes)
+    prompted = bool(prompt_opts.points or prompt_opts.boxes or auto_boxes)
+    if prompted and not getattr(net, "accepts_prompts", False):
+        raise BrainsegError(f"--points/--box/--auto-boxes need a promptable model (lora-sam), not {info.architecture!r}")
+    if prompt_coords not in ("voxel", "ras"):
+        raise BrainsegError(f"--prompt-coords {prompt_coords}: use voxel or ras")
+    if tta and prompted:
+        raise BrainsegError("--tta cannot be combined with prompts (a mirrored image would move them)")
     cfg = InferenceConfig(views=tuple(plane_list), view_weights=view_weights,
                           n_slices=ckpt.input.slices if ckpt else 5, batch_size=batch_size, crop=not no_crop,
                           sagittal_lr_merge=ckpt.input.sagittal_lr_merge if ckpt else True, device=dev, dtype=dtype,
-                          flip_tta=tta)
+                          flip_tta=not prompted if tta is None else tta)
     if dev.type == "cpu":
         import torch
 
         net = net.to(memory_format=torch.channels_last)
-    from brainsegcli.pipeline import PromptOptions
-
-    prompt_opts = PromptOptions(list(points or []), list(box or []), prompt_coords, auto_boxes)
-    if (prompt_opts.points or prompt_opts.boxes or auto_boxes) and not getattr(net, "accepts_prompts", False):
-        raise BrainsegError(f"--points/--box/--auto-boxes need a promptable model (lora-sam), not {info.architecture!r}")
-    if tta and (prompt_opts.points or prompt_opts.boxes or auto_boxes):
-        raise BrainsegError("--tta cannot be combined with prompts (a mirrored image would move them)")
-    if prompt_coords not in ("voxel", "ras"):
-        raise BrainsegError(f"--prompt-coords {prompt_coords}: use voxel or ras")
 
     failures = 0
     for path, stem in jobs:
