@@ -1,7 +1,7 @@
 """Seconds per stage and peak RSS of `parcellate` for each CNN model on a 256^3 input.
 
 Usage: python benchmarks/bench_parcellate.py [--models unet,deepmrseg] [--device cpu] [--threads 2]
-       [--precision auto] [--input T1.nii.gz]
+       [--precision auto] [--input T1.nii.gz] [--tta]
 
 Each model runs in its own subprocess (so peak RSS is per model) with random weights: speed does
 not depend on the weight values. The default input is the bundled sample conformed to 256^3.
@@ -33,7 +33,7 @@ ls = spec.labelsets[0]
 net, ls, _, info = load_network(args["model"], ls, None, True, dev)
 if dev.type == "cpu":
     net = net.to(memory_format=torch.channels_last)
-cfg = InferenceConfig(batch_size=args["batch_size"], device=dev, dtype=dtype)
+cfg = InferenceConfig(batch_size=args["batch_size"], device=dev, dtype=dtype, flip_tta=args["tta"])
 src = Path(args["input"]) if args["input"] else sample_path()
 with tempfile.TemporaryDirectory() as d:
     rep = parcellate_one(src, Path(d) / "x", net, get_labelset(ls), cfg, info)
@@ -52,11 +52,12 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--input", default="")
+    ap.add_argument("--tta", action="store_true", help="mirror test-time augmentation (parcellate's default)")
     a = ap.parse_args()
     rows = []
     for m in a.models.split(","):
         payload = json.dumps({"model": m, "device": a.device, "threads": a.threads, "precision": a.precision,
-                              "batch_size": a.batch_size, "input": a.input})
+                              "batch_size": a.batch_size, "input": a.input, "tta": a.tta})
         out = subprocess.run([sys.executable, "-c", CHILD, payload], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr)
@@ -68,7 +69,7 @@ def main() -> None:
         print(f"| {r['model']} | {r['labelset']} | " + " | ".join(f"{r['seconds'].get(s, 0):.2f}" for s in stages)
               + f" | {r['peak_rss_mib']} |")
     print(f"\ndevice {rows[0]['device']}, precision {rows[0]['precision']}, threads {a.threads}, "
-          f"batch {a.batch_size}")
+          f"batch {a.batch_size}, tta {a.tta}")
 
 
 if __name__ == "__main__":
