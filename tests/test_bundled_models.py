@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from brainsegcli.cli.main import app
+from brainsegcli.labels import get_labelset
 from brainsegcli.weights.manifest import default_entry
 
 ML = 1000.0
@@ -45,6 +46,12 @@ def volumes(tmp_path_factory):
         with open(case / "volumes.csv") as fh:
             vols[ls] = {row["name"]: float(row["volume_mm3"]) / ML for row in csv.DictReader(fh)}
     return vols
+
+
+@pytest.mark.parametrize("labelset", BUNDLED)
+def test_default_model_finds_every_structure_on_the_sample(volumes, labelset):
+    missing = [n for n in get_labelset(labelset).names[1:] if volumes[labelset].get(n, 0.0) <= 0.0]
+    assert not missing, f"never predicted on the sample: {missing}"
 
 
 @pytest.mark.parametrize("labelset", BUNDLED)
