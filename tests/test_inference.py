@@ -76,44 +76,19 @@ def test_view_weights():
     assert normalise_weights([Plane.AXIAL]) == {Plane.AXIAL: 1.0}
 
 
-def test_sagittal_left_right_merge_lets_the_other_views_decide_the_side():
-    """Two blobs in the left and right hemisphere. In coronal/axial stacks the first in-plane axis is
-    the left-right axis, so the test network can tell the side; in sagittal stacks it cannot and
-    always answers 'right'. With the merge rule the side comes from the other views even when the
-    sagittal view carries most of the weight; without it the left blob comes out wrong."""
+LEFT_BLOB = np.s_[40:48, 10:18, 28:36]   # axis 0 grows towards the left: a left blob (superior half)
+RIGHT_BLOB = np.s_[16:24, 10:18, 28:36]
+
+
+def _two_blobs_and_a_side_aware_net():
+    """A blob in each hemisphere, and a network that labels bright voxels Left-/Right-Thalamus by the
+    first in-plane axis: the left-right axis in coronal/axial stacks (so it tells the side there);
+    in sagittal stacks that axis is inferior-superior, so there it always answers 'right'."""
     ls = get_labelset("subcortical")
     lt, rt = ls.index_of(10), ls.index_of(49)  # Left-/Right-Thalamus
     vol = np.zeros((64, 64, 64), np.uint8)
-    vol[40:48, 10:18, 28:36] = 200   # axis 0 grows towards the left: a left blob (superior half)
-    vol[16:24, 10:18, 28:36] = 200   # right blob
-
-    def net(x):
-        b, _, h, w = x.shape
-        logits = torch.zeros(b, ls.num_classes, h, w)
-        on = x[:, 2] > 0
-        rows = torch.arange(h).view(1, h, 1).expand(b, h, w)
-        left = rows >= h // 2  # in coronal/axial views rows are the L-R axis; in sagittal, I-S
-        logits[:, 0] = 10 * (~on)
-        logits[:, lt] = 10 * (on & left)
-        logits[:, rt] = 10 * (on & ~left)
-        return logits
-
-    weights = {Plane.CORONAL: 0.2, Plane.AXIAL: 0.2, Plane.SAGITTAL: 0.6}
-    merged = predict_labels(vol, net, ls, InferenceConfig(view_weights=weights))
-    assert (merged[40:48, 10:18, 28:36] == lt).all() and (merged[16:24, 10:18, 28:36] == rt).all()
-    naive = predict_labels(vol, net, ls, InferenceConfig(view_weights=weights, sagittal_lr_merge=False))
-    assert (naive[40:48, 10:18, 28:36] == rt).all()
-
-
-def test_flip_tta_keeps_a_side_aware_network_right():
-    """The mirrored image's answer must be mirrored back *and* have its left/right classes swapped;
-    for a network that reads the side from the in-plane position, TTA then changes nothing (a missing
-    swap would average left with right)."""
-    ls = get_labelset("subcortical")
-    lt, rt = ls.index_of(10), ls.index_of(49)
-    vol = np.zeros((64, 64, 64), np.uint8)
-    vol[40:48, 10:18, 28:36] = 200
-    vol[16:24, 10:18, 28:36] = 200
+    vol[LEFT_BLOB] = 200
+    vol[RIGHT_BLOB] = 200
 
     def net(x):
         b, _, h, w = x.shape
@@ -123,9 +98,28 @@ def test_flip_tta_keeps_a_side_aware_network_right():
         logits[:, 0], logits[:, lt], logits[:, rt] = 10 * (~on), 10 * (on & left), 10 * (on & ~left)
         return logits
 
+    return ls, lt, rt, vol, net
+
+
+def test_sagittal_left_right_merge_lets_the_other_views_decide_the_side():
+    """With the merge rule the side comes from the coronal/axial views even when the sagittal view
+    (which cannot tell the side) carries most of the weight; without it the left blob comes out wrong."""
+    ls, lt, rt, vol, net = _two_blobs_and_a_side_aware_net()
+    weights = {Plane.CORONAL: 0.2, Plane.AXIAL: 0.2, Plane.SAGITTAL: 0.6}
+    merged = predict_labels(vol, net, ls, InferenceConfig(view_weights=weights))
+    assert (merged[LEFT_BLOB] == lt).all() and (merged[RIGHT_BLOB] == rt).all()
+    naive = predict_labels(vol, net, ls, InferenceConfig(view_weights=weights, sagittal_lr_merge=False))
+    assert (naive[LEFT_BLOB] == rt).all()
+
+
+def test_flip_tta_keeps_a_side_aware_network_right():
+    """The mirrored image's answer must be mirrored back *and* have its left/right classes swapped;
+    for a network that reads the side from the in-plane position, TTA then changes nothing (a missing
+    swap would average left with right)."""
+    ls, lt, rt, vol, net = _two_blobs_and_a_side_aware_net()
     plain = predict_labels(vol, net, ls, InferenceConfig())
     tta = predict_labels(vol, net, ls, InferenceConfig(flip_tta=True))
-    assert (tta[40:48, 10:18, 28:36] == lt).all() and (tta[16:24, 10:18, 28:36] == rt).all()
+    assert (tta[LEFT_BLOB] == lt).all() and (tta[RIGHT_BLOB] == rt).all()
     assert np.array_equal(plain, tta)
 
 
