@@ -1,6 +1,7 @@
 """GM/WM Dice of a tissue checkpoint (or an aseg one, merged to tissue classes) on a real T1: the
 bundled MNI ICBM152 2009a sample, against the template's own grey/white-matter probability maps
-(shipped in the nilearn wheel: ``pip download --no-deps nilearn`` and unzip ``nilearn/datasets/data/mni_icbm152_{gm,wm}_*``).
+(shipped in the nilearn wheel: ``pip download --no-deps nilearn`` and unzip
+``nilearn/datasets/data/mni_icbm152_{gm,wm}_*``).
 
 Reference: WM where p(WM) > 0.5, GM where p(GM) > 0.5 and not WM (the maps are 0..255).
 Caveat: the template is an average of 152 brains, smoother than a single scan.
