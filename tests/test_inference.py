@@ -63,6 +63,44 @@ def test_crop_gives_identical_labels_and_bounded_memory():
     assert np.array_equal(full == 3, vol >= 0.6 * 255)
 
 
+def test_inplane_window_holds_the_box_and_fits_the_network():
+    from brainsegcli.inference.predictor import inplane_window
+
+    box = (slice(40, 200), slice(3, 250), slice(100, 101))
+    for plane in Plane:
+        window = inplane_window(box, plane, (256, 256, 256), 16, margin=16)
+        for ax, w in zip([i for i in range(3) if i != plane.axis], window):
+            assert w.start >= 0 and w.stop <= 256 and (w.stop - w.start) % 16 == 0
+            assert w.start <= box[ax].start - min(16, box[ax].start) and w.stop >= min(box[ax].stop + 16, 256)
+    assert inplane_window(box, Plane.AXIAL, (256, 256, 256), 16) == (slice(24, 216), slice(77, 125))  # grown evenly
+    assert inplane_window(box, Plane.CORONAL, (256, 256, 256), 16)[1] == slice(0, 256)  # capped at the grid
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_network_with_a_divisor_runs_on_the_head_only_with_identical_labels(tta):
+    """A network that declares ``divisor`` gets in-plane windows around the head (multiples of it);
+    with a pointwise network the labels are exactly those of the full grid."""
+    sizes = []
+
+    class Windowed(torch.nn.Module):
+        divisor = 8
+
+        def forward(self, x):
+            sizes.append(tuple(x.shape[-2:]))
+            return threshold_net(x)
+
+    vol = np.zeros((96, 96, 96), np.uint8)
+    vol[24:72, 24:72, 24:72] = _phantom_volume(48)
+    ls = get_labelset("tissue")
+    full = predict_labels(vol, threshold_net, ls, InferenceConfig(crop=False, flip_tta=tta))
+    windowed = predict_labels(vol, Windowed(), ls, InferenceConfig(flip_tta=tta))
+    assert np.array_equal(full, windowed) and set(np.unique(full)) == {0, 1, 2, 3}
+    assert sizes and all(h % 8 == 0 and w % 8 == 0 and h < 96 and w < 96 for h, w in sizes)
+    sizes.clear()
+    predict_labels(vol, Windowed(), ls, InferenceConfig(crop=False))  # --no-crop: the whole grid
+    assert sizes and set(sizes) == {(96, 96)}
+
+
 def test_memory_bound_switches_to_float16():
     acc = ProbabilityAccumulator((64, 64, 64), 96, max_bytes=64**3 * 96 * 4 - 1)
     assert acc.dtype == np.float16 and acc.nbytes == 64**3 * 96 * 2

@@ -99,7 +99,7 @@ def parcellate(
     batch_size: BatchSize = 8,
     threads: Threads = None,
     sample: Annotated[bool, typer.Option("--sample", help="run on the bundled sample T1 (MNI ICBM152 2009a)")] = False,
-    no_crop: Annotated[bool, typer.Option("--no-crop", help="also run the network on empty slices")] = False,
+    no_crop: Annotated[bool, typer.Option("--no-crop", help="also run the network on empty slices and borders")] = False,
     tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="test-time augmentation: also segment the "
                    "left-right mirrored image and average (twice the network time); default on, off with prompts",
                    show_default=False)] = None,

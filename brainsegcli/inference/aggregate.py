@@ -59,12 +59,18 @@ class ProbabilityAccumulator:
     def _view(self, plane: Plane) -> torch.Tensor:
         return torch.movedim(self.acc, plane.axis, 0)  # (D, h, w, C), no copy
 
-    def add(self, plane: Plane, centres: np.ndarray, probs: np.ndarray | torch.Tensor, weight: float) -> None:
+    def add(self, plane: Plane, centres: np.ndarray, probs: np.ndarray | torch.Tensor, weight: float,
+            window: tuple[slice, slice] | None = None) -> None:
         """Add ``weight * probs`` for slices ``centres`` of ``plane``; probs is (B, C, H, W) on the
-        full in-plane grid (H, W as in :func:`to_view` of the whole volume)."""
+        full in-plane grid (H, W as in :func:`to_view` of the whole volume), or on ``window`` of it,
+        which must hold the box."""
         ax = plane.axis
         b = self.box
         inplane = [b[i] for i in range(3) if i != ax]
+        if window is not None:
+            if any(s.start < w.start or s.stop > w.stop for s, w in zip(inplane, window)):
+                raise ValueError("the in-plane window must hold the accumulator's box")
+            inplane = [slice(s.start - w.start, s.stop - w.start) for s, w in zip(inplane, window)]
         centres = np.asarray(centres)
         sel = (centres >= b[ax].start) & (centres < b[ax].stop)
         if not sel.any():

@@ -46,6 +46,23 @@ def head_box(volume: np.ndarray, n_slices: int) -> tuple[slice, slice, slice]:
     return tuple(s for _, s in sorted(box))  # type: ignore[return-value]
 
 
+INPLANE_MARGIN = 16  # voxels of the image's empty border kept around the head in-plane
+
+
+def inplane_window(box: tuple[slice, slice, slice], plane: Plane, shape: tuple[int, ...], divisor: int,
+                   margin: int = INPLANE_MARGIN) -> tuple[slice, slice]:
+    """Window of a view's in-plane axes (H, W of :func:`to_view`) that holds ``box`` plus ``margin``,
+    grown to a multiple of ``divisor`` (what a fully convolutional network accepts), within the grid."""
+    window = []
+    for ax in (i for i in range(3) if i != plane.axis):
+        n = shape[ax]
+        lo, hi = max(box[ax].start - margin, 0), min(box[ax].stop + margin, n)
+        size = min(-(-(hi - lo) // divisor) * divisor, n)
+        lo = max(min(lo - (size - (hi - lo)) // 2, n - size), 0)  # grown on both sides
+        window.append(slice(lo, lo + size))
+    return window[0], window[1]
+
+
 def _sagittal_groups(labelset: LabelSet, enabled: bool) -> torch.Tensor | None:
     if not enabled or not labelset.lr_pairs:
         return None
@@ -88,13 +105,18 @@ def predict_probabilities(volume: np.ndarray, network: Network, labelset: LabelS
     if cfg.flip_tta and getattr(network, "wants_slice_info", False):
         raise ValueError("flip test-time augmentation does not apply to a network that takes per-slice prompts")
     swap = torch.as_tensor(labelset.lr_swap_index, dtype=torch.long, device=cfg.device)
+    # a network that declares ``divisor`` (any in-plane size that is a multiple of it) runs on the head only
+    divisor = getattr(network, "divisor", None) if box is not None else None
     for plane in cfg.views:
         t0 = time.perf_counter()
+        window = inplane_window(box, plane, vol.shape, int(divisor)) if divisor else None
         total = count_batches(vol, plane, cfg.batch_size, cfg.n_slices, cfg.crop)
         done = 0
         if progress:
             progress(plane, 0, total)
         for centres, stacks in iter_batches(vol, plane, cfg.batch_size, cfg.n_slices, cfg.crop):
+            if window is not None:
+                stacks = stacks[:, :, window[0], window[1]]
             x = torch.from_numpy(np.ascontiguousarray(stacks)).to(cfg.device).float().div_(255.0)
             probs = _run(network, x, plane, centres, cfg)
             if cfg.flip_tta:  # the mirrored brain's answer, mirrored back with left/right classes swapped
@@ -105,7 +127,7 @@ def predict_probabilities(volume: np.ndarray, network: Network, labelset: LabelS
             if plane is Plane.SAGITTAL and groups is not None:
                 summed = torch.zeros_like(probs).index_add_(1, groups, probs)
                 probs = summed.index_select(1, groups)
-            acc.add(plane, centres, probs.cpu(), weights[plane])
+            acc.add(plane, centres, probs.cpu(), weights[plane], window)
             done += 1
             if progress:
                 progress(plane, done, total)
