@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from brainsegcli.cli.parcellate import sample_path
+from brainsegcli.inference.cleanup import clean_labels
 from brainsegcli.inference.device import resolve_precision
 from brainsegcli.inference.predictor import InferenceConfig, predict_labels
 from brainsegcli.io.conform import conform, to_native
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--wm", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tta", action="store_true", help="left-right flip test-time augmentation")
+    ap.add_argument("--no-cleanup", action="store_true", help="score the raw network output (parcellate --no-cleanup)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, cfg = load_checkpoint(a.weights)
@@ -42,6 +44,8 @@ def main() -> None:
     dev = torch.device("cpu")
     idx = predict_labels(conf.data, model.to(memory_format=torch.channels_last), ls,
                          InferenceConfig(device=dev, dtype=resolve_precision(dev, "auto"), flip_tta=a.tta))
+    if not a.no_cleanup:
+        idx = clean_labels(idx, ls)[0]
     pred = to_native(indices_to_ids(idx, ls), conf)
     if ls.name != "tissue":  # e.g. aseg: cortex and grey nuclei -> GM, white matter -> WM (as for training)
         pred, _ = map_labels(pred, get_labelset("tissue"), "freesurfer")

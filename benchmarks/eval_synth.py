@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainsegcli.inference.cleanup import clean_labels
 from brainsegcli.inference.device import resolve_precision
 from brainsegcli.inference.predictor import InferenceConfig, predict_labels
 from brainsegcli.labels import get_labelset
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="")
     ap.add_argument("--tta", action="store_true", help="left-right flip test-time augmentation")
+    ap.add_argument("--no-cleanup", action="store_true", help="score the raw network output (parcellate --no-cleanup)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, cfg = load_checkpoint(a.weights)
@@ -53,6 +55,8 @@ def main() -> None:
             p = sample_params(np.random.default_rng([1234, i, j]), priors, scfg)
             img, y, _ = synthesize(raw, tgt, priors, p, aff)
             pred = predict_labels(img, model, ls, infer)
+            if not a.no_cleanup:
+                pred = clean_labels(pred, ls)[0]
             for c in range(1, ls.num_classes):
                 d = dice(pred == c, y == c)
                 if not np.isnan(d):
@@ -69,7 +73,8 @@ def main() -> None:
     print("| **mean** | " + " | ".join(f"**{means[v]:.3f}**" for v in VARIANTS) + " |")
     if a.json:
         Path(a.json).write_text(json.dumps({"per_structure": {v: {n: float(np.mean(x)) for n, x in s.items()}
-                                                              for v, s in scores.items()}, "mean": means, "tta": a.tta},
+                                                              for v, s in scores.items()}, "mean": means, "tta": a.tta,
+                                              "cleanup": not a.no_cleanup},
                                               indent=2))
 
 

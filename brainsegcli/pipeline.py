@@ -17,12 +17,15 @@ import numpy as np
 import torch
 
 from brainsegcli.inference.aggregate import normalise_weights
+from brainsegcli.inference.cleanup import clean_labels
 from brainsegcli.inference.predictor import InferenceConfig, Network, Progress, predict_labels
 from brainsegcli.io.atomic import staged_dir
 from brainsegcli.io.conform import conform, to_native
 from brainsegcli.io.image import load_volume, looks_like_label_map, save_volume
 from brainsegcli.labels import LabelSet, indices_to_ids
 from brainsegcli.reports import volume_rows, write_json, write_qc_png, write_volumes_csv
+
+CLEANUP_WARN_MM3 = 5000  # brain-labelled voxels removed by the clean-up above which the user is told
 
 OUTPUT_FILES = ("labels.nii.gz", "labels_conformed.nii.gz", "conformed.nii.gz", "volumes.csv", "qc.png",
                 "report.json")
@@ -72,8 +75,9 @@ class PromptOptions:
 def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelset: LabelSet,
                    cfg: InferenceConfig, model_info: ModelInfo, *, force: bool = False,
                    progress: Progress | None = None, warn: Callable[[str], None] | None = None,
-                   prompts: PromptOptions | None = None) -> dict[str, Any]:
-    """Run the whole job for one input; returns the report dictionary."""
+                   prompts: PromptOptions | None = None, cleanup: bool = True) -> dict[str, Any]:
+    """Run the whole job for one input; returns the report dictionary. ``cleanup``: drop labels that are
+    not connected to the brain and stray islands of a structure (brainsegcli.inference.cleanup)."""
     timings: dict[str, float] = {}
     warnings: list[str] = []
 
@@ -105,6 +109,17 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
         network = PromptedNetwork(network, given)
         prompt_info = {"points": len(given.points), "boxes": len(given.boxes), "auto_boxes": prompts.auto_boxes}
     indices = predict_labels(conf.data, network, labelset, cfg, progress=progress, timings=timings)
+    cleanup_info: dict[str, Any] = {"applied": cleanup}
+    if cleanup:
+        t = time.perf_counter()
+        indices, stats = clean_labels(indices, labelset)
+        timings["cleanup"] = time.perf_counter() - t
+        cleanup_info.update(stats.as_dict())
+        brain_removed = stats.total_removed - sum(n for name, n in stats.removed_outside_brain.items()
+                                                  if labelset.is_csf(labelset.ids[labelset.names.index(name)]))
+        if brain_removed > CLEANUP_WARN_MM3:
+            note(f"{input_path}: {brain_removed / 1000:.1f} ml labelled as brain lay away from the brain (face, "
+                 "neck?) and was removed; look at qc.png")
     labels_conf = indices_to_ids(indices, labelset)
 
     t = time.perf_counter()
@@ -130,7 +145,7 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
                       "sagittal_lr_merge": cfg.sagittal_lr_merge, "flip_tta": cfg.flip_tta,
                       "threads": torch.get_num_threads(),
                       "native_resampling": "nearest neighbour of the conformed labels",
-                      "prompts": prompt_info},
+                      "prompts": prompt_info, "cleanup": cleanup_info},
         "volumes": {"space": "conformed (1 mm isotropic)",
                     "total_labelled_mm3": rows[-2]["volume_mm3"], "brain_excl_csf_mm3": rows[-1]["volume_mm3"]},
         "qc": {"layout": "top: image, bottom: labels; sagittal (25 mm left of the labelled centre), coronal, "

@@ -73,8 +73,10 @@ def test_parcellate_with_checkpoint_writes_everything(phantom_t1, tmp_path, tiny
     rep = json.loads((d / "report.json").read_text())
     assert rep["model"]["architecture"] == "unet" and len(rep["model"]["weights_sha256"]) == 64
     assert rep["labelset"]["name"] == "tissue" and rep["inference"]["device"] == "cpu"
-    assert {"load", "conform", "view_coronal", "view_axial", "view_sagittal", "fusion", "native_resampling",
-            "write", "total"} <= set(rep["seconds"])
+    assert {"load", "conform", "view_coronal", "view_axial", "view_sagittal", "fusion", "cleanup",
+            "native_resampling", "write", "total"} <= set(rep["seconds"])
+    cleanup = rep["inference"]["cleanup"]
+    assert cleanup["applied"] is True and cleanup["removed_outside_brain_mm3"] >= 0
     assert "torch" in rep["versions"]
 
     # existing outputs are kept unless --force
@@ -83,10 +85,12 @@ def test_parcellate_with_checkpoint_writes_everything(phantom_t1, tmp_path, tiny
     assert r.exit_code == 1 and "--force" in r.output
     assert (d / "report.json").stat().st_mtime_ns == before
     r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--weights", str(tiny_ckpt), "-q",
-                            "--force", "--views", "axial", "--no-tta"])
+                            "--force", "--views", "axial", "--no-tta", "--no-cleanup"])
     assert r.exit_code == 0 and r.output == ""
-    inference = json.loads((d / "report.json").read_text())["inference"]
+    rep2 = json.loads((d / "report.json").read_text())
+    inference = rep2["inference"]
     assert inference["views"] == ["axial"] and inference["flip_tta"] is False and rep["inference"]["flip_tta"] is True
+    assert inference["cleanup"] == {"applied": False} and "cleanup" not in rep2["seconds"]
 
 
 def test_weights_labelset_mismatch_is_refused(phantom_t1, tmp_path, tiny_ckpt):

@@ -111,6 +111,8 @@ def parcellate(
     prompt_coords: Annotated[str, typer.Option("--prompt-coords", help="voxel (of the input) | ras (mm)")] = "voxel",
     auto_boxes: Annotated[bool, typer.Option("--auto-boxes", help="promptable models: a first pass gives one box "
                                                                   "per structure, fed back as prompts")] = False,
+    cleanup: Annotated[bool, typer.Option("--cleanup/--no-cleanup", help="drop labels not connected to the brain "
+                       "(face, neck) and stray islands of a structure")] = True,
     force: Force = False,
     quiet: Quiet = False,
 ) -> None:
@@ -168,7 +170,7 @@ def parcellate(
     failures = 0
     for path, stem in jobs:
         try:
-            report = _run_one(path, out / stem, net, ls, cfg, info, force, quiet, prompt_opts)
+            report = _run_one(path, out / stem, net, ls, cfg, info, force, quiet, prompt_opts, cleanup)
         except BrainsegError as exc:
             if len(jobs) == 1:
                 raise
@@ -182,13 +184,13 @@ def parcellate(
         raise typer.Exit(1)
 
 
-def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None):
+def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None, cleanup=True):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from brainsegcli.pipeline import parcellate_one
 
     if quiet:
-        return parcellate_one(path, target, net, ls, cfg, info, force=force, prompts=prompts)
+        return parcellate_one(path, target, net, ls, cfg, info, force=force, prompts=prompts, cleanup=cleanup)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         tasks: dict = {}
@@ -199,4 +201,4 @@ def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None):
             bar.update(tasks[plane], completed=done)
 
         return parcellate_one(path, target, net, ls, cfg, info, force=force, progress=progress, warn=warn,
-                              prompts=prompts)
+                              prompts=prompts, cleanup=cleanup)

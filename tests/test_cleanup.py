@@ -1,0 +1,120 @@
+"""Connected-component clean-up of predicted labels (brainsegcli.inference.cleanup), on phantoms whose
+expected result is known voxel by voxel."""
+
+import numpy as np
+import pytest
+
+from brainsegcli.inference.cleanup import clean_labels, keep_near_largest
+from brainsegcli.labels import get_labelset, ids_to_indices, indices_to_ids
+
+N = 64
+
+
+def _ball(centre, radius, shape=(N, N, N)):
+    g = np.indices(shape).astype(float)
+    return sum((g[i] - centre[i]) ** 2 for i in range(3)) <= radius**2
+
+
+def _brain_ids():
+    """aseg ids: WM ball, cortex shell, CSF shell; one hippocampus inside."""
+    ids = np.zeros((N, N, N), np.uint8)
+    ids[_ball((32, 32, 32), 20)] = 24  # extracerebral CSF
+    ids[_ball((32, 32, 32), 18)] = 3  # cortex
+    ids[_ball((32, 32, 32), 14)] = 2  # white matter
+    ids[_ball((32, 36, 32), 3)] = 17  # Left-Hippocampus
+    return ids
+
+
+def test_keep_near_largest_gap_rule():
+    m = np.zeros((30, 30, 30), bool)
+    m[5:15, 5:15, 5:15] = True  # main component
+    m[16, 10, 10] = True  # 2 voxels away (chessboard distance from voxel 14) -> kept with gap 2
+    m[25, 25, 25] = True  # far -> dropped
+    kept = keep_near_largest(m, gap=2)
+    assert kept[16, 10, 10] and not kept[25, 25, 25] and kept[5:15, 5:15, 5:15].all()
+    assert not keep_near_largest(m, gap=1)[16, 10, 10]
+    assert keep_near_largest(np.zeros((4, 4, 4), bool), 3).sum() == 0
+
+
+def test_whole_brain_drops_far_labels_and_keeps_the_brain():
+    ls = get_labelset("aseg")
+    ids = _brain_ids()
+    clean_ref = ids.copy()
+    face = _ball((32, 32, 62), 1.5)  # "cortex" in the face, 9 voxels beyond the CSF shell
+    ids[face] = 3
+    far_csf = np.zeros_like(face)
+    far_csf[2:4, 2:4, 2:4] = True  # a CSF-labelled blob far from the brain
+    ids[far_csf] = 24
+    out, stats = clean_labels(ids_to_indices(ids, ls), ls)
+    got = indices_to_ids(out, ls)
+    assert np.array_equal(got, clean_ref)
+    assert stats.removed_outside_brain == {"Left-Cerebral-Cortex": int(face.sum()), "CSF": 8}
+    assert stats.total_relabelled == 0
+
+
+def test_outer_csf_kept_only_near_and_connected_to_the_brain():
+    ls = get_labelset("aseg")
+    ids = _brain_ids()
+    ids[32, 32, 52:64] = 24  # a CSF "tube" leaving the brain: kept up to 15 mm from the brain only
+    out = indices_to_ids(clean_labels(ids_to_indices(ids, ls), ls, outer_margin=5)[0], ls)
+    # brain (cortex) ends at radius 18 -> z = 50; CSF kept up to z = 55
+    assert (out[32, 32, 51:56] == 24).all() and (out[32, 32, 56:] == 0).all()
+
+
+def test_stray_island_takes_its_neighbours_label():
+    ls = get_labelset("aseg")
+    ids = _brain_ids()
+    ids[32, 24, 30:32] = 17  # a hippocampus island inside the white matter, 7 voxels from the real one
+    ids[32, 41, 32] = 17  # a fragment 2 voxels beyond the main hippocampus (y 33..39): kept
+    out, stats = clean_labels(ids_to_indices(ids, ls), ls)
+    got = indices_to_ids(out, ls)
+    assert (got[32, 24, 30:32] == 2).all()
+    assert got[32, 41, 32] == 17
+    assert stats.relabelled_islands == {"Left-Hippocampus": 2}
+    assert stats.total_removed == 0
+
+
+def test_fragmented_structures_are_left_alone():
+    ls = get_labelset("aseg")
+    ids = _brain_ids()
+    ids[20, 32, 32] = 5  # Left-Inf-Lat-Vent in two distant pieces
+    ids[44, 32, 32] = 5
+    got = indices_to_ids(clean_labels(ids_to_indices(ids, ls), ls)[0], ls)
+    assert got[20, 32, 32] == 5 and got[44, 32, 32] == 5
+
+
+def test_tissue_set_keeps_deep_grey_islands():
+    """Tissue GM has several components by nature (cortex, deep nuclei): only the whole-brain rule applies."""
+    ls = get_labelset("tissue")
+    ids = np.zeros((N, N, N), np.uint8)
+    ids[_ball((32, 32, 32), 20)] = 1
+    ids[_ball((32, 32, 32), 18)] = 2
+    ids[_ball((32, 32, 32), 14)] = 3
+    ids[_ball((32, 32, 32), 3)] = 2  # deep grey nucleus inside the white matter
+    ids[_ball((32, 32, 32), 1)] = 1  # a ventricle inside it
+    expected = ids.copy()
+    ids[_ball((5, 5, 5), 2)] = 2  # far grey blob
+    out, stats = clean_labels(ids_to_indices(ids, ls), ls)
+    assert np.array_equal(indices_to_ids(out, ls), expected)
+    assert stats.removed_outside_brain == {"GM": int(_ball((5, 5, 5), 2).sum())}
+
+
+def test_subcortical_per_structure_only():
+    ls = get_labelset("subcortical")
+    ids = np.zeros((N, N, N), np.uint8)
+    ids[_ball((20, 32, 32), 6)] = 10  # Left-Thalamus
+    ids[_ball((44, 32, 32), 6)] = 49  # Right-Thalamus: another structure, far away, kept
+    ids[_ball((20, 32, 55), 1)] = 10  # stray left-thalamus blob in "cortex" (background here)
+    out, stats = clean_labels(ids_to_indices(ids, ls), ls)
+    got = indices_to_ids(out, ls)
+    assert (got[_ball((20, 32, 55), 1)] == 0).all()
+    assert (got[_ball((44, 32, 32), 6)] == 49).all() and (got[_ball((20, 32, 32), 6)] == 10).all()
+    assert stats.relabelled_islands == {"Left-Thalamus": int(_ball((20, 32, 55), 1).sum())}
+
+
+@pytest.mark.parametrize("name", ["aseg", "tissue", "subcortical"])
+def test_clean_input_is_unchanged_and_empty_input_is_fine(name):
+    ls = get_labelset(name)
+    ids = _brain_ids() if name == "aseg" else np.zeros((N, N, N), np.uint8)
+    out, stats = clean_labels(ids_to_indices(ids, ls), ls)
+    assert np.array_equal(indices_to_ids(out, ls), ids) and stats.total_removed == stats.total_relabelled == 0
