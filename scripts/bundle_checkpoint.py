@@ -2,6 +2,8 @@
 
 Usage: python scripts/bundle_checkpoint.py RUN/best --name tissue-unet [--default] [--eval-json FILE ...]
 (one --eval-json per benchmarks/eval_synth.py run, e.g. without and with --tta)
+       python scripts/bundle_checkpoint.py --name tissue-unet --notes-only --status preliminary --notes "..."
+(new status notes for a bundled checkpoint: its card's Status section and the manifest entry; weights untouched)
 
 Writes brainsegcli/data/weights/NAME/{model.safetensors, config.json, README.md} and an entry (sha256,
 size, input contract, training summary, validation metrics) in both copies of weights_manifest.json.
@@ -42,9 +44,31 @@ def with_init_chain(directory: Path, training: dict) -> dict:
             "init_training": {"checkpoint": parent.name, **with_init_chain(init_dir, parent.extra.get("training", {}))}}
 
 
+MANIFESTS = (ROOT / "brainsegcli" / "data" / "weights_manifest.json", ROOT / "weights_manifest.json")
+
+
+def update_notes(name: str, status: str, notes: str) -> None:
+    dest = ROOT / "brainsegcli" / "data" / "weights" / name
+    card = (dest / "README.md").read_text()
+    head, sep, _ = card.partition("\n## Status\n")
+    if not sep:
+        raise SystemExit(f"{dest / 'README.md'} has no Status section")
+    (dest / "README.md").write_text(f"{head}\n## Status\n\n{status}: {notes}\n")
+    for path in MANIFESTS:
+        doc = json.loads(path.read_text())
+        entry = next(e for e in doc["entries"] if e["name"] == name)
+        entry["notes"], entry["status"] = notes, status
+        for f in entry["files"]:
+            if f["filename"] == "README.md":
+                f["sha256"], f["size"] = sha256_file(dest / "README.md"), (dest / "README.md").stat().st_size
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"{name}: notes updated")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("checkpoint", type=Path, nargs="?")
+    ap.add_argument("--notes-only", action="store_true", help="only replace the status notes of bundled NAME")
     ap.add_argument("--name", required=True)
     ap.add_argument("--default", action="store_true", help="default model of its label set")
     ap.add_argument("--eval-json", type=Path, action="append", default=[],
@@ -53,6 +77,10 @@ def main() -> None:
     ap.add_argument("--status", choices=["preliminary", "release"], default="release")
     ap.add_argument("--notes", default="")
     a = ap.parse_args()
+    if a.notes_only:
+        return update_notes(a.name, a.status, a.notes)
+    if a.checkpoint is None:
+        ap.error("the checkpoint folder is required (or --notes-only)")
     model, cfg = load_checkpoint(a.checkpoint)
     cfg.extra["training"] = with_init_chain(a.checkpoint, cfg.extra.get("training", {}))
     cfg.name = a.name
@@ -92,7 +120,7 @@ def main() -> None:
              "metrics": metrics, "version": cfg.version, "default": a.default, "status": a.status}
     if a.notes:
         entry["notes"] = a.notes
-    for path in (ROOT / "brainsegcli" / "data" / "weights_manifest.json", ROOT / "weights_manifest.json"):
+    for path in MANIFESTS:
         doc = json.loads(path.read_text())
         doc["entries"] = [e for e in doc["entries"] if e["name"] != a.name]
         if a.default:

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from surface_ribbon import mesh_inside  # noqa: E402
@@ -90,3 +91,55 @@ def test_open_mesh_reports_odd_rays_and_orientation_does_not_matter():
     assert odd == 0 and np.array_equal(full, flipped)
     _, odd_open = mesh_inside(verts, faces[verts[faces].mean(1)[:, 0] < 14], (25, 25, 25))
     assert odd_open > 0
+
+
+def test_reference_and_scores_from_freesurfer_surfaces_in_tkr_coordinates(tmp_path):
+    """FreeSurfer geometry files (tkr coordinates) on an .mgz grid: the ribbon masks match the analytic balls,
+    and a prediction equal to the reference scores 1 everywhere."""
+    import nibabel as nib
+
+    import eval_surface_ribbon as ev
+
+    n = 64
+    g = np.indices((n, n, n)).astype(float)
+    centres = {"lh": (40.3, 31.6, 32.2), "rh": (21.7, 32.4, 31.8)}  # conformed axis 0 runs to the left
+    data = np.full((n, n, n), 20, np.uint8)
+    balls = {}
+    for hemi, c in centres.items():
+        r2 = sum((g[i] - c[i]) ** 2 for i in range(3))
+        balls[hemi] = (r2 <= 9.0**2, r2 <= 6.0**2)
+        data[balls[hemi][0]] = 70
+        data[balls[hemi][1]] = 110
+    mgz = nib.MGHImage(data, np.diag([-1.0, 1, 1, 1]))
+    t1 = tmp_path / "T1.mgz"
+    nib.save(mgz, t1)
+    tkr = mgz.header.get_vox2ras_tkr()
+    paths = {}
+    for hemi, c in centres.items():
+        for kind, radius in (("white", 6.0), ("pial", 9.0)):
+            verts, faces = _icosphere(radius, c, subdivisions=4)
+            paths[hemi, kind] = tmp_path / f"{hemi}.{kind}"
+            nib.freesurfer.write_geometry(str(paths[hemi, kind]), verts @ tkr[:3, :3].T + tkr[:3, 3], faces)
+    masks, _ = ev.reference(t1, [paths["lh", "white"], paths["rh", "white"]],
+                            [paths["lh", "pial"], paths["rh", "pial"]], "tkr")
+    for hemi in ("lh", "rh"):
+        assert _dice(masks[hemi, "pial"], balls[hemi][0]) > 0.98
+        assert _dice(masks[hemi, "white"], balls[hemi][1]) > 0.98
+    labels = np.zeros((n, n, n), np.int32)
+    for hemi, (cortex, wm) in (("lh", (3, 2)), ("rh", (42, 41))):
+        labels[masks[hemi, "pial"]] = cortex
+        labels[masks[hemi, "white"]] = wm
+    scores = ev.score(labels, "aseg", masks, band_mm=3.0)
+    assert all(scores[k] == 1.0 for k in ("cortex_lh", "cortex_rh", "white_interior_lh", "white_interior_rh",
+                                          "band_gm", "band_wm"))
+    # a cortex one voxel too thick outward lowers the cortex score and nothing else
+    thick = labels.copy()
+    from scipy.ndimage import binary_dilation
+
+    thick[binary_dilation(masks["lh", "pial"]) & (labels == 0)] = 3
+    worse = ev.score(thick, "aseg", masks, band_mm=3.0)
+    assert worse["cortex_lh"] < 0.9 and worse["white_interior_lh"] == 1.0 and worse["cortex_rh"] == 1.0
+    # wrong coordinates are refused: scanner RAS is not what these files hold
+    with pytest.raises(SystemExit):
+        ev.reference(t1, [paths["lh", "white"], paths["rh", "white"]], [paths["lh", "pial"], paths["rh", "pial"]],
+                     "scanner")
