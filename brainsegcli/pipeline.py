@@ -105,6 +105,8 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
         given = parse_prompts(prompts.points, prompts.boxes, prompts.space, conf.native_to_conformed, conf.affine)
         if prompts.auto_boxes:  # first pass without prompts, then one box per structure
             first = predict_labels(conf.data, network, labelset, cfg, progress=progress)
+            if cleanup:  # a stray island would stretch its structure's box
+                first = clean_labels(first, labelset)[0]
             given.boxes += boxes_from_labels(first).boxes
         network = PromptedNetwork(network, given)
         prompt_info = {"points": len(given.points), "boxes": len(given.boxes), "auto_boxes": prompts.auto_boxes}
