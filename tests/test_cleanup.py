@@ -118,3 +118,41 @@ def test_clean_input_is_unchanged_and_empty_input_is_fine(name):
     ids = _brain_ids() if name == "aseg" else np.zeros((N, N, N), np.uint8)
     out, stats = clean_labels(ids_to_indices(ids, ls), ls)
     assert np.array_equal(indices_to_ids(out, ls), ids) and stats.total_removed == stats.total_relabelled == 0
+
+
+def test_parcellate_one_applies_cleanup_and_warns(tmp_path):
+    """End to end through the pipeline with a pointwise 'network': a bright block away from the head is
+    labelled brain by the network; the clean-up removes it, says so, and --no-cleanup keeps it."""
+    import json
+
+    import nibabel as nib
+    import torch
+
+    from brainsegcli.inference.predictor import InferenceConfig
+    from brainsegcli.pipeline import ModelInfo, parcellate_one
+    from brainsegcli.types import Plane
+
+    def threshold_net(x):
+        m = x[:, x.shape[1] // 2: x.shape[1] // 2 + 1]
+        classes = [(m < 0.01), (m >= 0.01) & (m < 0.3), (m >= 0.3) & (m < 0.6), (m >= 0.6)]
+        return torch.cat([c.float() for c in classes], dim=1) * 20
+
+    vol = np.zeros((96, 96, 96), np.uint8)
+    g = np.indices(vol.shape)
+    r = np.sqrt(((g - 40) ** 2).sum(0))
+    vol[r < 20], vol[r < 16], vol[r < 9] = 50, 120, 220
+    vol[70:90, 70:90, 70:90] = 120  # 8 ml of "grey matter" far from the head
+    path = tmp_path / "t1.nii.gz"
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
+    ls = get_labelset("tissue")
+    cfg = InferenceConfig(views=(Plane.AXIAL,))
+    info = ModelInfo("threshold", None, None, "test")
+    rep = parcellate_one(path, tmp_path / "clean", threshold_net, ls, cfg, info)
+    lab = np.asarray(nib.load(tmp_path / "clean" / "labels.nii.gz").dataobj)
+    assert (lab[70:90, 70:90, 70:90] == 0).all() and (lab[r < 9] == 3).all()
+    assert any("8.0 ml labelled as brain" in w for w in rep["warnings"])
+    assert rep["inference"]["cleanup"]["removed_by_label_mm3"] == {"GM": 8000}
+    raw = parcellate_one(path, tmp_path / "raw", threshold_net, ls, cfg, info, cleanup=False)
+    lab = np.asarray(nib.load(tmp_path / "raw" / "labels.nii.gz").dataobj)
+    assert (lab[70:90, 70:90, 70:90] == 2).all() and raw["warnings"] == []
+    assert json.loads((tmp_path / "raw" / "report.json").read_text())["inference"]["cleanup"] == {"applied": False}
