@@ -92,6 +92,7 @@ def main() -> None:
     evals = [json.loads(f.read_text()) for f in a.eval_json]
     for ev in evals:
         how = "with `--tta`" if ev.get("tta") else "without test-time augmentation"
+        how += ", with the clean-up" if ev.get("cleanup") else ""
         card += f"\n## Held-out synthetic evaluation (benchmarks/eval_synth.py, {how})\n\n"
         for variant, per in ev["per_structure"].items():
             card += f"- {variant}: mean Dice {ev['mean'][variant]:.3f} (" + ", ".join(
