@@ -43,8 +43,8 @@ INTERIOR = {"lh": (2, 4, 10, 11, 12, 13, 26, 28, 30, 31), "rh": (41, 43, 49, 50,
 CORTEX = {"lh": (3, range(1000, 2000)), "rh": (42, range(2000, 3000))}
 
 
-def reference(t1: Path, white: list[str], pial: list[str], coords: str) -> tuple[dict, np.ndarray]:
-    """Per-hemisphere (inside-white, inside-pial) masks on the T1's grid; also the T1 data."""
+def reference(t1: Path, white: list[str], pial: list[str], coords: str) -> dict:
+    """Per-hemisphere (inside-white, inside-pial) masks on the T1's grid."""
     img = nib.load(t1)
     data = np.asarray(img.dataobj, dtype=np.float32)
     if coords == "tkr":
@@ -67,7 +67,7 @@ def reference(t1: Path, white: list[str], pial: list[str], coords: str) -> tuple
             raise SystemExit(f"{hemi}: mean T1 on the white surface {check[hemi, 'white']:.1f} is not above the "
                              f"pial one {check[hemi, 'pial']:.1f}: wrong --coords?")
     print("mean T1 on the surfaces: " + ", ".join(f"{h} {k} {v:.1f}" for (h, k), v in check.items()))
-    return masks, data
+    return masks
 
 
 def parcellate(t1: Path, weights: str, tta: bool, cleanup: bool, threads: int) -> tuple[np.ndarray, str]:
@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
     a = ap.parse_args()
-    masks, _ = reference(a.t1, a.white, a.pial, a.coords)
+    masks = reference(a.t1, a.white, a.pial, a.coords)
     results = {}
     for w in a.weights:
         labels, labelset = parcellate(a.t1, w, not a.no_tta, not a.no_cleanup, a.threads)

@@ -15,9 +15,6 @@ import numpy as np
 
 _NUDGE = (1.3e-4 * np.sqrt(2.0), 1.7e-4 * np.sqrt(3.0))  # ray offsets (voxels) on axes 1 and 2
 
-# FreeSurfer's tkr ("surface RAS") vox2ras of a conformed 256^3 1 mm volume: lh.white & co. use it.
-TKR_VOX2RAS = np.array([[-1.0, 0, 0, 128], [0, 0, 1, -128], [0, -1, 0, 128], [0, 0, 0, 1]])
-
 
 def read_surface(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(vertices [V, 3] in millimetres, faces [F, 3]) from GIfTI or FreeSurfer geometry (lh.white, ...)."""

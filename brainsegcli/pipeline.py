@@ -117,10 +117,8 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
         indices, stats = clean_labels(indices, labelset)
         timings["cleanup"] = time.perf_counter() - t
         cleanup_info.update(stats.as_dict())
-        brain_removed = stats.total_removed - sum(n for name, n in stats.removed_outside_brain.items()
-                                                  if labelset.is_csf(labelset.ids[labelset.names.index(name)]))
-        if brain_removed > CLEANUP_WARN_MM3:
-            note(f"{input_path}: {brain_removed / 1000:.1f} ml labelled as brain lay away from the brain (face, "
+        if stats.removed_brain > CLEANUP_WARN_MM3:
+            note(f"{input_path}: {stats.removed_brain / 1000:.1f} ml labelled as brain lay away from the brain (face, "
                  "neck?) and was removed; look at qc.png")
     labels_conf = indices_to_ids(indices, labelset)
 

@@ -35,6 +35,7 @@ class CleanupStats:
     """What the clean-up changed, in voxels of the conformed grid (1 mm^3 each)."""
 
     removed_outside_brain: dict[str, int] = field(default_factory=dict)  # label name -> voxels set to background
+    removed_brain: int = 0  # of those, voxels of brain labels (not the outer CSF)
     relabelled_islands: dict[str, int] = field(default_factory=dict)  # label name -> voxels given a neighbour's label
 
     @property
@@ -57,6 +58,10 @@ def outer_indices(labelset: LabelSet) -> list[int]:
     return [i for i, v in enumerate(labelset.ids) if v in _OUTER_CSF_IDS]
 
 
+def _grow(box: tuple[slice, ...], pad: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(box, shape))
+
+
 def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, ...] | None:
     """Bounding box of ``mask`` grown by ``pad`` voxels (within the grid); None when empty."""
     from scipy.ndimage import find_objects
@@ -64,7 +69,7 @@ def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, ...] | None:
     box = find_objects(mask.astype(np.uint8))
     if not box or box[0] is None:
         return None
-    return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(box[0], mask.shape))
+    return _grow(box[0], pad, mask.shape)
 
 
 def keep_near_largest(mask: np.ndarray, gap: int) -> np.ndarray:
@@ -107,6 +112,7 @@ def _whole_brain(out: np.ndarray, labelset: LabelSet, gap: int, outer_margin: fl
     kept_outer = o & near & np.isin(comps, touching[touching > 0])
     drop = np.zeros(out.shape, bool)
     drop[box] = (b & ~kept) | (o & ~kept_outer)  # the box holds every labelled voxel
+    stats.removed_brain = int((b & ~kept).sum())
     _count(out, drop, labelset, stats.removed_outside_brain)
     out[drop] = 0
 
@@ -114,14 +120,14 @@ def _whole_brain(out: np.ndarray, labelset: LabelSet, gap: int, outer_margin: fl
 def _per_structure(out: np.ndarray, labelset: LabelSet, gap: int, stats: CleanupStats) -> None:
     from scipy.ndimage import distance_transform_edt
 
+    from scipy.ndimage import find_objects
+
     skip = set(outer_indices(labelset)) | {i for i, v in enumerate(labelset.ids) if v in _FRAGMENTED_IDS}
     drop = np.zeros(out.shape, bool)
-    for c in range(1, labelset.num_classes):
-        if c in skip:
+    for c, found in enumerate(find_objects(out), start=1):  # every class's bounding box in one pass
+        if c in skip or found is None:
             continue
-        box = _bbox(out == c, pad=gap + 1)
-        if box is None:
-            continue
+        box = _grow(found, gap + 1, out.shape)
         m = out[box] == c
         drop[box] |= m & ~keep_near_largest(m, gap)
     if not drop.any():
