@@ -13,15 +13,16 @@ MNI152, blurrier than the nonlinear template's anatomy, and the template is an a
 MNI single-subject T1 ("Colin27", one man scanned 27 times and averaged), against that T1 itself. Both ship in
 Debian's ``mricron-data`` package (``apt-get download mricron-data && dpkg -x mricron-data_*.deb x``;
 ``x/usr/share/mricron/templates/ch2.nii.gz`` whole head, ``ch2bet.nii.gz`` skull-stripped, ``aal.nii.gz`` +
-``aal.nii.txt``). AAL is not FreeSurfer's protocol: it was traced on axial slices, its caudate takes in the nucleus
-accumbens and reaches into the ventricle wall, its hippocampus and parahippocampal gyrus split the mesial temporal
-lobe differently, so read the Dice as agreement with an independent manual rater, not as an error rate.
+``aal.nii.txt``). AAL is not FreeSurfer's protocol: it was traced on axial slices, its outlines are generous (the
+caudate, 15.6 ml, overlaps what our models call accumbens, lateral ventricle and white matter), its hippocampus and
+parahippocampal gyrus split the mesial temporal lobe differently, so read the Dice as agreement with an independent
+manual rater, not as an error rate.
 
 The checkpoint runs through the real ``brainseg parcellate`` command (a subprocess), so conform, inference, view
 fusion, clean-up and the return to native space are the ones users get.
 
 Usage: python benchmarks/eval_mni_subcortical.py --weights NAME_OR_DIR --template T1.nii.gz --atlas ATLAS.nii.gz
-       --atlas-labels LABELS [--atlas-kind ho|aal] [--no-tta] [--json out.json]
+       --atlas-labels LABELS [--atlas-kind ho|aal] [--no-tta] [--no-cleanup] [--json out.json]
 """
 
 from __future__ import annotations
