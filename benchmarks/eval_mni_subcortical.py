@@ -37,8 +37,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy.ndimage import affine_transform
 
+from brainsegcli.io.conform import resample_labels
 from brainsegcli.io.image import load_volume
 from brainsegcli.labels import get_labelset
 from brainsegcli.metrics import dice
@@ -50,9 +50,8 @@ ACCUMBENS = ["Left-Accumbens-area", "Right-Accumbens-area"]
 
 
 def _onto_grid(labels: np.ndarray, affine: np.ndarray, grid) -> np.ndarray:
-    """Nearest-neighbour resampling of an integer map onto ``grid`` (a loaded volume: the template)."""
-    to_atlas = np.linalg.inv(affine) @ grid.affine
-    return affine_transform(labels, to_atlas[:3, :3], to_atlas[:3, 3], output_shape=grid.shape, order=0)
+    """Nearest-neighbour resampling of an integer map (voxel-to-world ``affine``) onto ``grid`` (the template)."""
+    return resample_labels(labels, np.linalg.inv(grid.affine) @ affine, grid.shape)
 
 
 def ho_reference(atlas: Path, labels_csv: Path, threshold: float, grid) -> np.ndarray:

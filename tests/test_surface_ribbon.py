@@ -121,7 +121,7 @@ def test_reference_and_scores_from_freesurfer_surfaces_in_tkr_coordinates(tmp_pa
             paths[hemi, kind] = tmp_path / f"{hemi}.{kind}"
             nib.freesurfer.write_geometry(str(paths[hemi, kind]), verts @ tkr[:3, :3].T + tkr[:3, 3], faces)
     masks = ev.reference(t1, [paths["lh", "white"], paths["rh", "white"]],
-                            [paths["lh", "pial"], paths["rh", "pial"]], "tkr")
+                         [paths["lh", "pial"], paths["rh", "pial"]], "tkr")
     for hemi in ("lh", "rh"):
         assert _dice(masks[hemi, "pial"], balls[hemi][0]) > 0.98
         assert _dice(masks[hemi, "white"], balls[hemi][1]) > 0.98

@@ -111,16 +111,15 @@ def _whole_brain(out: np.ndarray, labelset: LabelSet, gap: int, outer_margin: fl
     touching = np.unique(comps[kept])
     kept_outer = o & near & np.isin(comps, touching[touching > 0])
     drop = np.zeros(out.shape, bool)
-    drop[box] = (b & ~kept) | (o & ~kept_outer)  # the box holds every labelled voxel
-    stats.removed_brain = int((b & ~kept).sum())
+    lost = b & ~kept
+    drop[box] = lost | (o & ~kept_outer)  # the box holds every labelled voxel
+    stats.removed_brain = int(lost.sum())
     _count(out, drop, labelset, stats.removed_outside_brain)
     out[drop] = 0
 
 
 def _per_structure(out: np.ndarray, labelset: LabelSet, gap: int, stats: CleanupStats) -> None:
-    from scipy.ndimage import distance_transform_edt
-
-    from scipy.ndimage import find_objects
+    from scipy.ndimage import distance_transform_edt, find_objects
 
     skip = set(outer_indices(labelset)) | {i for i, v in enumerate(labelset.ids) if v in _FRAGMENTED_IDS}
     drop = np.zeros(out.shape, bool)
