@@ -135,13 +135,15 @@ def test_dropped_connection_is_resumed_cleanly(hub, ckpt):
 
 def test_parcellate_with_hub_weights_and_pinned_reference(hub, ckpt, phantom_t1, tmp_path):
     rev = _publish(hub, ckpt)
-    _register_hub_entry(ckpt, "brainseg/tiny", rev, status="preliminary", notes="held-out Dice 0.5")
+    _register_hub_entry(ckpt, "brainseg/tiny", rev, status="preliminary",
+                       notes="held-out Dice 0.5. Trained for 3 minutes on one core.")
     out = tmp_path / "out"
     r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--weights", "tiny-hub", "-q",
                             "--views", "axial"])
     assert r.exit_code == 0, r.output
     rep = json.loads((out / "sub-01_T1w" / "report.json").read_text())
-    assert "preliminary checkpoint: held-out Dice 0.5" in r.output and rep["model"]["status"] == "preliminary"
+    assert "preliminary checkpoint: held-out Dice 0.5." in r.output and rep["model"]["status"] == "preliminary"
+    assert "Trained for 3 minutes" not in r.output  # the warning gives the first sentence of the notes
     assert rep["model"]["weights"] == "tiny-hub" and rep["model"]["weights_sha256"] == sha256_file(
         ckpt / "model.safetensors")
     r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--weights",

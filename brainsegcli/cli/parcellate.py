@@ -75,7 +75,9 @@ def load_network(model: str | None, labelset: str | None, weights: str | None, a
         if resolved.status == "preliminary":
             from brainsegcli.cli.options import warn
 
-            warn(f"{resolved.name} is a preliminary checkpoint: {resolved.notes or 'short of its accuracy targets'}")
+            summary = _first_sentence(resolved.notes) or "short of its accuracy targets."
+            warn(f"{resolved.name} is a preliminary checkpoint: {summary} Model card: "
+                 f"`brainseg weights path {resolved.name}`/README.md")
         return net, cfg.labelset, cfg, info
     ls = labelset or DEFAULT_LABELSET
     arch = model or UNTRAINED_DEFAULT[ls]
@@ -84,6 +86,15 @@ def load_network(model: str | None, labelset: str | None, weights: str | None, a
     torch.manual_seed(0)
     net = create_model(arch, num_classes=get_labelset(ls).num_classes).to(device).eval()
     return net, ls, None, ModelInfo(arch, None, None, "random initialisation", untrained=True)
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of a model card's notes (they run to a paragraph; the warning stays short)."""
+    import re
+
+    m = re.search(r"\.\s+(?=[A-Z`])", text)
+    first = (text[:m.start() + 1] if m else text).strip()
+    return first if not first or first.endswith(".") else first + "."
 
 
 @handle_errors
