@@ -2,6 +2,11 @@
 contrasts and resolutions (the model-card numbers of the bundled checkpoints).
 
 Usage: python benchmarks/eval_synth.py --weights RUN/best --maps training_seg_18,training_seg_19,training_seg_20
+       [--variants t1-head,...] [--tta] [--no-cleanup] [--json F]
+
+The JSON also holds, per variant and structure, the predicted volume over the true volume summed over the maps
+(``volume_ratio``): above 1 a structure is drawn too large, below 1 too small (compare with the same ratio on real
+scans from ``eval_volume_norms.py`` to tell a training bias from a real-image one).
 """
 
 from __future__ import annotations
@@ -39,8 +44,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="")
     ap.add_argument("--tta", action="store_true", help="left-right flip test-time augmentation")
+    ap.add_argument("--variants", default="", help=f"comma-separated subset of {', '.join(VARIANTS)}")
     ap.add_argument("--no-cleanup", action="store_true", help="score the raw network output (parcellate --no-cleanup)")
     a = ap.parse_args()
+    if a.variants and not set(a.variants.split(",")) <= set(VARIANTS):
+        ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(a.threads)
     model, cfg = load_checkpoint(a.weights)
     model = model.to(memory_format=torch.channels_last)
@@ -48,15 +56,21 @@ def main() -> None:
     priors = Priors.load(Path(a.data) / "priors")
     dev = torch.device("cpu")
     infer = InferenceConfig(device=dev, dtype=resolve_precision(dev, "auto"), flip_tta=a.tta)
+    variants = {v: VARIANTS[v] for v in a.variants.split(",")} if a.variants else VARIANTS
     scores: dict[str, dict[str, list[float]]] = {}
+    voxels: dict[str, np.ndarray] = {v: np.zeros((2, ls.num_classes)) for v in variants}  # rows: predicted, true
     for i, name in enumerate(a.maps.split(",")):
         raw, tgt, aff = load_label_map(Subject(name, Path(a.data) / f"{name}.nii.gz"), ls)
         for j, (vname, scfg) in enumerate(VARIANTS.items()):
+            if vname not in variants:
+                continue
             p = sample_params(np.random.default_rng([1234, i, j]), priors, scfg)
             img, y, _ = synthesize(raw, tgt, priors, p, aff)
             pred = predict_labels(img, model, ls, infer)
             if not a.no_cleanup:
                 pred = clean_labels(pred, ls)[0]
+            voxels[vname] += [np.bincount(pred.ravel(), minlength=ls.num_classes)[:ls.num_classes],
+                              np.bincount(y.ravel(), minlength=ls.num_classes)[:ls.num_classes]]
             for c in range(1, ls.num_classes):
                 d = dice(pred == c, y == c)
                 if not np.isnan(d):
@@ -64,16 +78,18 @@ def main() -> None:
             print(name, vname, f"mean Dice {np.mean([dice(pred == c, y == c) for c in range(1, ls.num_classes)]):.4f}",
                   flush=True)
     names = list(ls.names[1:])
-    print("\n| structure | " + " | ".join(VARIANTS) + " |")
-    print("|---|" + "---|" * len(VARIANTS))
+    print("\n| structure | " + " | ".join(variants) + " |")
+    print("|---|" + "---|" * len(variants))
     for n in names:
         print(f"| {n} | " + " | ".join(f"{np.mean(scores[v][n]):.3f}" if n in scores.get(v, {}) else "n/a"
-                                       for v in VARIANTS) + " |")
+                                       for v in variants) + " |")
     means = {v: float(np.mean([np.mean(x) for x in scores[v].values()])) for v in scores}
-    print("| **mean** | " + " | ".join(f"**{means[v]:.3f}**" for v in VARIANTS) + " |")
+    print("| **mean** | " + " | ".join(f"**{means[v]:.3f}**" for v in variants) + " |")
+    ratio = {v: {names[c - 1]: round(float(n[0, c] / n[1, c]), 3) for c in range(1, ls.num_classes) if n[1, c] > 0}
+             for v, n in voxels.items()}
     if a.json:
         Path(a.json).write_text(json.dumps({"per_structure": {v: {n: float(np.mean(x)) for n, x in s.items()}
-                                                              for v, s in scores.items()}, "mean": means, "tta": a.tta,
+                                                              for v, s in scores.items()}, "mean": means, "volume_ratio": ratio, "tta": a.tta,
                                               "cleanup": not a.no_cleanup},
                                               indent=2))
 
