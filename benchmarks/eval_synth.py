@@ -88,10 +88,9 @@ def main() -> None:
     ratio = {v: {names[c - 1]: round(float(n[0, c] / n[1, c]), 3) for c in range(1, ls.num_classes) if n[1, c] > 0}
              for v, n in voxels.items()}
     if a.json:
-        Path(a.json).write_text(json.dumps({"per_structure": {v: {n: float(np.mean(x)) for n, x in s.items()}
-                                                              for v, s in scores.items()}, "mean": means, "volume_ratio": ratio, "tta": a.tta,
-                                              "cleanup": not a.no_cleanup},
-                                              indent=2))
+        per_structure = {v: {n: float(np.mean(x)) for n, x in s.items()} for v, s in scores.items()}
+        Path(a.json).write_text(json.dumps({"per_structure": per_structure, "mean": means, "volume_ratio": ratio,
+                                            "tta": a.tta, "cleanup": not a.no_cleanup}, indent=2))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import nibabel as nib
 import numpy as np
 
 from brainsegcli.labels import get_labelset, map_labels
+from brainsegcli.metrics import volumes
 
 ASEG = get_labelset("aseg")
 BRAIN_IDS = tuple(i for i in ASEG.ids if i not in (0, 24))
@@ -33,10 +34,9 @@ NAME = dict(zip(ASEG.ids, ASEG.names))
 DEFAULT_MAPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthseg"
 
 
-def volumes_ml(labels: np.ndarray, voxel_ml: float) -> dict[int, float]:
-    """Volume (ml) of every ``aseg`` id in an integer label map with FreeSurfer ids."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel().clip(0), minlength=max(ASEG.ids) + 1)
-    return {i: float(counts[i]) * voxel_ml for i in ASEG.ids if i < len(counts)}
+def volumes_ml(labels: np.ndarray, spacing) -> dict[int, float]:
+    """Volume (ml) of every ``aseg`` id in an integer label map with FreeSurfer ids (``spacing``: voxel size, mm)."""
+    return {i: mm3 / 1000.0 for i, (_, mm3) in volumes(labels, ASEG.ids, spacing).items()}
 
 
 def fractions(vol: dict[int, float], brain_ml: float) -> dict[int, float]:
@@ -54,9 +54,8 @@ def reference_fractions(maps: list[Path]) -> dict[int, np.ndarray]:
     """Per-mille of the brain per structure in each label map (rows: maps), after mapping to ``aseg``."""
     rows = []
     for path in maps:
-        img = nib.load(str(path))
-        mapped, _ = map_labels(np.asarray(img.dataobj), ASEG)
-        vol = volumes_ml(mapped, float(abs(np.linalg.det(img.affine[:3, :3]))) / 1000.0)
+        labels, spacing = _load(path)
+        vol = volumes_ml(map_labels(labels, ASEG)[0], spacing)
         rows.append(fractions(vol, brain_ml(vol)))
     return {i: np.array([r.get(i, 0.0) for r in rows]) for i in BRAIN_IDS}
 
@@ -76,14 +75,13 @@ def compare(pred: dict[int, float], ref: dict[int, np.ndarray]) -> dict[str, dic
     return out
 
 
-def _load(path: Path) -> tuple[np.ndarray, float]:
+def _load(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     img = nib.load(str(path))
-    return np.asarray(img.dataobj), float(abs(np.linalg.det(img.affine[:3, :3]))) / 1000.0
+    return np.asarray(img.dataobj), tuple(float(z) for z in img.header.get_zooms()[:3])
 
 
 def report(labels: Path, brain_from: Path | None, ref: dict[int, np.ndarray]) -> dict:
-    arr, voxel_ml = _load(labels)
-    vol = volumes_ml(arr, voxel_ml)
+    vol = volumes_ml(*_load(labels))
     brain = brain_ml(volumes_ml(*_load(brain_from)) if brain_from else vol)
     result = compare(fractions({i: v for i, v in vol.items() if v > 0}, brain), ref)
     return {"labels": str(labels), "brain_from": str(brain_from) if brain_from else None, "brain_ml": round(brain, 1),

@@ -26,7 +26,7 @@ def _brain(n_wm: int, n_pall: int, n_csf: int = 0, shape=(20, 20, 20)) -> np.nda
 
 
 def test_fractions_exclude_extracerebral_csf_and_use_voxel_size():
-    vol = volumes_ml(_brain(900, 100, n_csf=500), voxel_ml=0.008)  # 2 mm voxels
+    vol = volumes_ml(_brain(900, 100, n_csf=500), spacing=(2.0, 2.0, 2.0))
     assert vol[2] == pytest.approx(7.2) and vol[13] == pytest.approx(0.8) and vol[24] == pytest.approx(4.0)
     assert brain_ml(vol) == pytest.approx(8.0)
     fr = fractions(vol, brain_ml(vol))
