@@ -25,11 +25,12 @@ from brainsegcli.io.image import load_volume
 from brainsegcli.labels import get_labelset, indices_to_ids, map_labels
 from brainsegcli.metrics import dice
 from brainsegcli.weights.checkpoint import load_checkpoint
+from brainsegcli.weights.manifest import resolve_weights
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--weights", required=True)
+    ap.add_argument("--weights", required=True, help="manifest name or checkpoint folder")
     ap.add_argument("--gm", required=True)
     ap.add_argument("--wm", required=True)
     ap.add_argument("--threads", type=int, default=2)
@@ -37,7 +38,7 @@ def main() -> None:
     ap.add_argument("--no-cleanup", action="store_true", help="score the raw network output (parcellate --no-cleanup)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    model, cfg = load_checkpoint(a.weights)
+    model, cfg = load_checkpoint(resolve_weights(a.weights).directory)
     ls = get_labelset(cfg.labelset)
     vol = load_volume(sample_path())
     conf = conform(vol)

@@ -26,6 +26,7 @@ from brainsegcli.metrics import dice
 from brainsegcli.training.data import Subject, load_label_map
 from brainsegcli.training.synth import Priors, SynthConfig, sample_params, synthesize
 from brainsegcli.weights.checkpoint import load_checkpoint
+from brainsegcli.weights.manifest import resolve_weights
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthseg"
 VARIANTS = {
@@ -38,7 +39,7 @@ VARIANTS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--weights", required=True)
+    ap.add_argument("--weights", required=True, help="manifest name or checkpoint folder")
     ap.add_argument("--maps", default="training_seg_18,training_seg_19,training_seg_20")
     ap.add_argument("--data", default=str(SHARED))
     ap.add_argument("--threads", type=int, default=2)
@@ -50,7 +51,7 @@ def main() -> None:
     if a.variants and not set(a.variants.split(",")) <= set(VARIANTS):
         ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(a.threads)
-    model, cfg = load_checkpoint(a.weights)
+    model, cfg = load_checkpoint(resolve_weights(a.weights).directory)
     model = model.to(memory_format=torch.channels_last)
     ls = get_labelset(cfg.labelset)
     priors = Priors.load(Path(a.data) / "priors")
