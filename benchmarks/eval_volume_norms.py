@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.brain_from and len(a.brain_from) != len(a.labels):
         sys.exit("--brain-from needs one aseg segmentation per LABELS file")
+    missing = [str(p) for p in [*a.labels, *(a.brain_from or [])] if not p.is_file()]
+    if missing:
+        sys.exit(f"no such file: {', '.join(missing)}")
 
     maps = sorted(a.maps.glob("*.nii.gz"))
     if not maps:

@@ -65,3 +65,9 @@ def test_main_with_brain_from_another_segmentation(tmp_path):
     assert rep["structures"]["Left-Pallidum"]["per_mille"] == pytest.approx(25.0)
     assert rep["structures"]["Left-Pallidum"]["z"] == pytest.approx(-0.5)
     assert rep["outside_range"] == []
+
+
+def test_main_missing_file_is_a_one_line_error(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "nope.nii.gz"), "--maps", str(tmp_path)])
+    assert str(e.value) == f"no such file: {tmp_path / 'nope.nii.gz'}"
