@@ -22,11 +22,12 @@ import json
 import sys
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
+from brainsegcli.io.image import check_file, load_volume
 from brainsegcli.labels import get_labelset, map_labels
 from brainsegcli.metrics import volumes
+from brainsegcli.types import BrainsegError
 
 ASEG = get_labelset("aseg")
 BRAIN_IDS = tuple(i for i in ASEG.ids if i not in (0, 24))
@@ -76,8 +77,8 @@ def compare(pred: dict[int, float], ref: dict[int, np.ndarray]) -> dict[str, dic
 
 
 def _load(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    img = nib.load(str(path))
-    return np.asarray(img.dataobj), tuple(float(z) for z in img.header.get_zooms()[:3])
+    vol = load_volume(path, kind="labels")
+    return vol.data, vol.spacing
 
 
 def report(labels: Path, brain_from: Path | None, ref: dict[int, np.ndarray]) -> dict:
@@ -98,15 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.brain_from and len(a.brain_from) != len(a.labels):
         sys.exit("--brain-from needs one aseg segmentation per LABELS file")
-    missing = [str(p) for p in [*a.labels, *(a.brain_from or [])] if not p.is_file()]
-    if missing:
-        sys.exit(f"no such file: {', '.join(missing)}")
-
-    maps = sorted(a.maps.glob("*.nii.gz"))
-    if not maps:
-        sys.exit(f"no label maps (*.nii.gz) in {a.maps}")
-    ref = reference_fractions(maps)
-    reports = [report(lab, a.brain_from[k] if a.brain_from else None, ref) for k, lab in enumerate(a.labels)]
+    try:
+        for p in [*a.labels, *(a.brain_from or [])]:
+            check_file(p)  # before the reference maps' minutes of work
+        maps = sorted(a.maps.glob("*.nii.gz"))
+        if not maps:
+            sys.exit(f"no label maps (*.nii.gz) in {a.maps}")
+        ref = reference_fractions(maps)
+        reports = [report(lab, a.brain_from[k] if a.brain_from else None, ref) for k, lab in enumerate(a.labels)]
+    except BrainsegError as exc:
+        sys.exit(str(exc))
     for rep in reports:
         print(f"{rep['labels']}: brain {rep['brain_ml']:.0f} ml; per mille of the brain, against {len(maps)} "
               "FreeSurfer-labelled brains")

@@ -70,4 +70,4 @@ def test_main_with_brain_from_another_segmentation(tmp_path):
 def test_main_missing_file_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "nope.nii.gz"), "--maps", str(tmp_path)])
-    assert str(e.value) == f"no such file: {tmp_path / 'nope.nii.gz'}"
+    assert str(e.value) == f"{tmp_path / 'nope.nii.gz'}: no such file"
