@@ -30,9 +30,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -42,6 +39,7 @@ from brainsegcli.io.conform import resample_labels
 from brainsegcli.io.image import load_volume
 from brainsegcli.labels import get_labelset
 from brainsegcli.metrics import dice
+from run_parcellate import parcellate
 
 PAIRS = ("Thalamus", "Caudate", "Putamen", "Pallidum", "Hippocampus", "Amygdala")
 FS_IDS = dict(zip(get_labelset("aseg").names, get_labelset("aseg").ids))  # FreeSurfer name -> id
@@ -120,13 +118,7 @@ def main() -> None:
         ref = ho_reference(Path(a.atlas), Path(a.atlas_labels), a.threshold, grid)
     else:
         ref = aal_reference(Path(a.atlas), Path(a.atlas_labels), grid)
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "brainsegcli", "parcellate", a.template, "-o", tmp, "--weights", a.weights,
-               "--threads", str(a.threads), "--quiet", "--no-tta" if a.no_tta else "--tta",
-               "--no-cleanup" if a.no_cleanup else "--cleanup"]
-        subprocess.run(cmd, check=True)
-        report = json.loads(next(Path(tmp).glob("*/report.json")).read_text())
-        pred = np.asarray(load_volume(next(Path(tmp).glob("*/labels.nii.gz")), kind="labels").data)
+    pred, report = parcellate(a.template, a.weights, tta=not a.no_tta, cleanup=not a.no_cleanup, threads=a.threads)
     assert pred.shape == ref.shape, "native-space labels must lie on the template's grid"
     labelset = report["labelset"]["name"]
     scored = NAMES + (ACCUMBENS if a.atlas_kind == "ho" and "Left-Accumbens-area" in get_labelset(labelset).names

@@ -3,29 +3,37 @@ bundled MNI ICBM152 2009a sample, against the template's own grey/white-matter p
 (shipped in the nilearn wheel: ``pip download --no-deps nilearn`` and unzip
 ``nilearn/datasets/data/mni_icbm152_{gm,wm}_*``).
 
+The checkpoint runs through the real ``brainseg parcellate`` command (a subprocess), so conform, inference, view
+fusion, clean-up and the return to native space are the ones users get.
+
 Reference: WM where p(WM) > 0.5, GM where p(GM) > 0.5 and not WM (the maps are 0..255).
 Caveat: the template is an average of 152 brains, smoother than a single scan.
 
-Usage: python benchmarks/eval_mni_tissue.py --weights RUN/best --gm GM.nii.gz --wm WM.nii.gz
+Usage: python benchmarks/eval_mni_tissue.py --weights NAME_OR_DIR --gm GM.nii.gz --wm WM.nii.gz [--no-tta]
+       [--no-cleanup] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
-import torch
 
 from brainsegcli.cli.parcellate import sample_path
-from brainsegcli.inference.cleanup import clean_labels
-from brainsegcli.inference.device import resolve_precision
-from brainsegcli.inference.predictor import InferenceConfig, predict_labels
-from brainsegcli.io.conform import conform, to_native
 from brainsegcli.io.image import load_volume
-from brainsegcli.labels import get_labelset, indices_to_ids, map_labels
+from brainsegcli.labels import get_labelset, map_labels
 from brainsegcli.metrics import dice
-from brainsegcli.weights.checkpoint import load_checkpoint
-from brainsegcli.weights.manifest import resolve_weights
+from run_parcellate import parcellate
+
+
+def reference(gm_path: str, wm_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(GM, WM) masks from the 0..255 probability maps: WM where p(WM) > 0.5, GM where p(GM) > 0.5 and not WM."""
+    gm = np.asarray(load_volume(gm_path, kind="labels").data, dtype=float)
+    wm = np.asarray(load_volume(wm_path, kind="labels").data, dtype=float)
+    ref_wm = wm > 127
+    return (gm > 127) & ~ref_wm, ref_wm
 
 
 def main() -> None:
@@ -34,29 +42,29 @@ def main() -> None:
     ap.add_argument("--gm", required=True)
     ap.add_argument("--wm", required=True)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tta", action="store_true", help="left-right flip test-time augmentation")
+    ap.add_argument("--no-tta", action="store_true")
     ap.add_argument("--no-cleanup", action="store_true", help="score the raw network output (parcellate --no-cleanup)")
+    ap.add_argument("--json")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    model, cfg = load_checkpoint(resolve_weights(a.weights).directory)
-    ls = get_labelset(cfg.labelset)
-    vol = load_volume(sample_path())
-    conf = conform(vol)
-    dev = torch.device("cpu")
-    idx = predict_labels(conf.data, model.to(memory_format=torch.channels_last), ls,
-                         InferenceConfig(device=dev, dtype=resolve_precision(dev, "auto"), flip_tta=a.tta))
-    if not a.no_cleanup:
-        idx = clean_labels(idx, ls)[0]
-    pred = to_native(indices_to_ids(idx, ls), conf)
-    if ls.name != "tissue":  # e.g. aseg: cortex and grey nuclei -> GM, white matter -> WM (as for training)
+    ref_gm, ref_wm = reference(a.gm, a.wm)
+    pred, report = parcellate(sample_path(), a.weights, tta=not a.no_tta, cleanup=not a.no_cleanup,
+                              threads=a.threads)
+    if pred.shape != ref_gm.shape:
+        raise SystemExit(f"the tissue maps ({ref_gm.shape}) are not on the sample's grid ({pred.shape})")
+    labelset = report["labelset"]["name"]
+    if labelset != "tissue":  # e.g. aseg: cortex and grey nuclei -> GM, white matter -> WM (as for training)
         pred, _ = map_labels(pred, get_labelset("tissue"), "freesurfer")
-    gm = np.asarray(load_volume(a.gm, kind="labels").data, dtype=float)
-    wm = np.asarray(load_volume(a.wm, kind="labels").data, dtype=float)
-    ref_wm = wm > 127
-    ref_gm = (gm > 127) & ~ref_wm
-    print(f"GM Dice {dice(pred == 2, ref_gm):.4f}, WM Dice {dice(pred == 3, ref_wm):.4f} "
-          f"(pred GM {int((pred == 2).sum())} vox, ref {int(ref_gm.sum())}; pred WM {int((pred == 3).sum())}, "
-          f"ref {int(ref_wm.sum())})")
+    result = {"weights": a.weights, "labelset": labelset, "tta": not a.no_tta,
+              "cleanup": report["inference"]["cleanup"]["applied"],
+              "gm_dice": round(float(dice(pred == 2, ref_gm)), 4),
+              "wm_dice": round(float(dice(pred == 3, ref_wm)), 4),
+              "gm_voxels_pred_ref": [int((pred == 2).sum()), int(ref_gm.sum())],
+              "wm_voxels_pred_ref": [int((pred == 3).sum()), int(ref_wm.sum())]}
+    print(f"GM Dice {result['gm_dice']:.4f}, WM Dice {result['wm_dice']:.4f} (pred GM {result['gm_voxels_pred_ref'][0]} "
+          f"vox, ref {result['gm_voxels_pred_ref'][1]}; pred WM {result['wm_voxels_pred_ref'][0]}, "
+          f"ref {result['wm_voxels_pred_ref'][1]})")
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

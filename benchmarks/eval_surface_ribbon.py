@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -37,6 +34,7 @@ from scipy.ndimage import distance_transform_edt, map_coordinates
 
 from brainsegcli.labels import get_labelset, map_labels
 from brainsegcli.metrics import dice
+from run_parcellate import parcellate
 from surface_ribbon import mesh_inside, read_surface
 
 INTERIOR = {"lh": (2, 4, 10, 11, 12, 13, 26, 28, 30, 31), "rh": (41, 43, 49, 50, 51, 52, 58, 60, 62, 63)}
@@ -68,17 +66,6 @@ def reference(t1: Path, white: list[str], pial: list[str], coords: str) -> dict:
                              f"pial one {check[hemi, 'pial']:.1f}: wrong --coords?")
     print("mean T1 on the surfaces: " + ", ".join(f"{h} {k} {v:.1f}" for (h, k), v in check.items()))
     return masks
-
-
-def parcellate(t1: Path, weights: str, tta: bool, cleanup: bool, threads: int) -> tuple[np.ndarray, str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "brainsegcli", "parcellate", str(t1), "-o", tmp, "--weights", weights,
-               "--threads", str(threads), "--quiet", "--tta" if tta else "--no-tta",
-               "--cleanup" if cleanup else "--no-cleanup"]
-        subprocess.run(cmd, check=True)
-        report = json.loads(next(Path(tmp).glob("*/report.json")).read_text())
-        labels = np.asarray(nib.load(next(Path(tmp).glob("*/labels.nii.gz"))).dataobj).astype(np.int32)
-    return labels, report["labelset"]["name"]
 
 
 def score(labels: np.ndarray, labelset: str, masks: dict, band_mm: float) -> dict:
@@ -118,7 +105,8 @@ def main() -> None:
     masks = reference(a.t1, a.white, a.pial, a.coords)
     results = {}
     for w in a.weights:
-        labels, labelset = parcellate(a.t1, w, not a.no_tta, not a.no_cleanup, a.threads)
+        labels, report = parcellate(a.t1, w, tta=not a.no_tta, cleanup=not a.no_cleanup, threads=a.threads)
+        labelset = report["labelset"]["name"]
         results[w] = {"labelset": labelset, **score(labels, labelset, masks, a.band)}
         print(w, json.dumps(results[w]))
     if a.json:
