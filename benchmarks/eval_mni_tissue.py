@@ -41,14 +41,14 @@ def reference(gm_path: str, wm_path: str) -> tuple[np.ndarray, np.ndarray]:
 def confusion(pred: np.ndarray, ref_gm: np.ndarray, ref_wm: np.ndarray, image: np.ndarray) -> dict:
     """Voxel counts and median image intensity of each (reference GM / WM / other) x (predicted class 0-3) cell."""
     rows = {"GM": ref_gm, "WM": ref_wm, "other": ~ref_gm & ~ref_wm}
+    columns = {name: pred == cls for cls, name in enumerate(("background", "CSF", "GM", "WM"))}
     out = {}
-    for name, ref in rows.items():
-        cells = {}
-        for cls, cls_name in enumerate(("background", "CSF", "GM", "WM")):
-            cell = ref & (pred == cls)
-            n = int(cell.sum())
-            cells[cls_name] = {"voxels": n, "median_intensity": round(float(np.median(image[cell])), 1) if n else None}
-        out[name] = cells
+    for row, ref in rows.items():
+        out[row] = {}
+        for col, predicted in columns.items():
+            values = image[ref & predicted]
+            out[row][col] = {"voxels": int(values.size),
+                             "median_intensity": round(float(np.median(values)), 1) if values.size else None}
     return out
 
 
