@@ -75,9 +75,11 @@ class PromptOptions:
 def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelset: LabelSet,
                    cfg: InferenceConfig, model_info: ModelInfo, *, force: bool = False,
                    progress: Progress | None = None, warn: Callable[[str], None] | None = None,
-                   prompts: PromptOptions | None = None, cleanup: bool = True) -> dict[str, Any]:
+                   prompts: PromptOptions | None = None, cleanup: bool = True,
+                   on_loaded: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run the whole job for one input; returns the report dictionary. ``cleanup``: drop labels that are
-    not connected to the brain and stray islands of a structure (brainsegcli.inference.cleanup)."""
+    not connected to the brain and stray islands of a structure (brainsegcli.inference.cleanup).
+    ``on_loaded`` is called once the input has loaded and passed its checks, before any other work."""
     timings: dict[str, float] = {}
     warnings: list[str] = []
 
@@ -89,6 +91,8 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
     t = time.perf_counter()
     vol = load_volume(input_path)
     timings["load"] = time.perf_counter() - t
+    if on_loaded:
+        on_loaded()
     if looks_like_label_map(vol.data):
         note(f"{input_path}: looks like a label map, not a T1 image; results will be meaningless")
 

@@ -110,6 +110,21 @@ def test_parcellate_bad_input(kind, tmp_path, tiny_ckpt):
     assert not out.exists() or os.listdir(out) == []  # nothing partial left behind
 
 
+def test_model_warning_only_once_an_input_has_loaded(phantom_t1, tmp_path):
+    """The bundled default is preliminary; its warning must not precede a bad input's one-line error."""
+    bad = make_bad("nan", tmp_path)
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["parcellate", str(bad), "-o", str(out), "--labelset", "tissue", "-q"])
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines() == [f"error: {bad}: image has NaN or infinite voxels"]
+    r = runner.invoke(app, ["parcellate", str(bad), str(phantom_t1), "-o", str(out), "--labelset", "tissue", "-q",
+                            "--views", "axial", "--no-tta"])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 1 and lines[0].startswith(f"error: {bad}")
+    assert sum("tissue-unet is a preliminary checkpoint" in ln for ln in lines[1:]) == 1, r.output
+    assert (out / "sub-01_T1w" / "report.json").is_file()
+
+
 def test_label_map_given_as_t1_warns(tmp_path, tiny_ckpt):
     lab = make_bad("label_map", tmp_path)
     r = runner.invoke(app, ["parcellate", str(lab), "-o", str(tmp_path / "o"), "--weights", str(tiny_ckpt),

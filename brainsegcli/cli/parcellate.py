@@ -43,8 +43,12 @@ def _no_weights_message(labelset: str, model: str | None) -> str:
             "weights_manifest.json; --allow-untrained runs random weights for testing only")
 
 
-def load_network(model: str | None, labelset: str | None, weights: str | None, allow_untrained: bool, device):
-    """(network, labelset name, checkpoint config or None, ModelInfo)."""
+def load_network(model: str | None, labelset: str | None, weights: str | None, allow_untrained: bool, device,
+                 notices: list[str] | None = None):
+    """(network, labelset name, checkpoint config or None, ModelInfo).
+
+    Warnings about the model (preliminary checkpoint) go to ``notices`` when given (the caller prints them once an
+    input has loaded, so that a bad input gets its one-line error alone), else are printed at once."""
     from brainsegcli.labels import get_labelset
     from brainsegcli.models import create_model, get_spec
     from brainsegcli.pipeline import ModelInfo
@@ -73,11 +77,13 @@ def load_network(model: str | None, labelset: str | None, weights: str | None, a
         info = ModelInfo(cfg.architecture, resolved.name, resolved.sha256, resolved.source,
                          extra={"status": resolved.status})
         if resolved.status == "preliminary":
-            from brainsegcli.cli.options import warn
-
             summary = _first_sentence(resolved.notes) or "short of its accuracy targets."
-            warn(f"{resolved.name} is a preliminary checkpoint: {summary} Model card: "
-                 f"`brainseg weights path {resolved.name}`/README.md")
+            msg = (f"{resolved.name} is a preliminary checkpoint: {summary} Model card: "
+                   f"`brainseg weights path {resolved.name}`/README.md")
+            if notices is None:
+                warn(msg)
+            else:
+                notices.append(msg)
         return net, cfg.labelset, cfg, info
     ls = labelset or DEFAULT_LABELSET
     arch = model or UNTRAINED_DEFAULT[ls]
@@ -154,9 +160,14 @@ def parcellate(
     for _, stem in jobs:
         check_target(out / stem, force)  # refuse before any work is done
 
-    net, ls_name, ckpt, info = load_network(model, labelset, weights, allow_untrained, dev)
+    notices: list[str] = []
+    net, ls_name, ckpt, info = load_network(model, labelset, weights, allow_untrained, dev, notices)
     if info.untrained:
-        warn("running UNTRAINED random weights (--allow-untrained): the labels are meaningless")
+        notices.append("running UNTRAINED random weights (--allow-untrained): the labels are meaningless")
+
+    def on_loaded() -> None:  # the model's warnings, once, when the first input has loaded
+        while notices:
+            warn(notices.pop(0))
     ls = get_labelset(ls_name)
     view_weights = {Plane(k): v for k, v in ckpt.input.views.items()} if ckpt else None
     from brainsegcli.pipeline import PromptOptions
@@ -181,7 +192,7 @@ def parcellate(
     failures = 0
     for path, stem in jobs:
         try:
-            report = _run_one(path, out / stem, net, ls, cfg, info, force, quiet, prompt_opts, cleanup)
+            report = _run_one(path, out / stem, net, ls, cfg, info, force, quiet, prompt_opts, cleanup, on_loaded)
         except BrainsegError as exc:
             if len(jobs) == 1:
                 raise
@@ -195,13 +206,14 @@ def parcellate(
         raise typer.Exit(1)
 
 
-def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None, cleanup=True):
+def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None, cleanup=True, on_loaded=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from brainsegcli.pipeline import parcellate_one
 
     if quiet:
-        return parcellate_one(path, target, net, ls, cfg, info, force=force, prompts=prompts, cleanup=cleanup)
+        return parcellate_one(path, target, net, ls, cfg, info, force=force, prompts=prompts, cleanup=cleanup,
+                              on_loaded=on_loaded)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         tasks: dict = {}
@@ -212,4 +224,4 @@ def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None, clean
             bar.update(tasks[plane], completed=done)
 
         return parcellate_one(path, target, net, ls, cfg, info, force=force, progress=progress, warn=warn,
-                              prompts=prompts, cleanup=cleanup)
+                              prompts=prompts, cleanup=cleanup, on_loaded=on_loaded)
