@@ -160,6 +160,32 @@ def test_data_sources_and_bad_input(tmp_path):
         split_subjects(subs, 1)
 
 
+def test_volume_stream_gives_the_same_volumes_with_any_number_of_workers(tmp_path):
+    from types import SimpleNamespace
+
+    from brainsegcli.training.stream import VolumeStream
+
+    subjects = [Subject(f"s{i}", phantom_pair(tmp_path, f"s{i}", seed=i)[1]) for i in range(2)]
+    cfg = SimpleNamespace(seed=3, synthetic=True, priors_dir=None, synth={}, augment={"flip": 0.5},
+                          volumes_per_batch=2)
+    ls = get_labelset("tissue")
+    one, three = VolumeStream(cfg, ls, subjects, 0, 1, workers=1), VolumeStream(cfg, ls, subjects, 0, 1, workers=3)
+    try:
+        for k in (0, 1, 2, 4):  # 4 after 2: volume 3, made ahead by the three workers, is dropped
+            a, b = one.get(k), three.get(k)
+            assert a[0].shape == (256, 256, 256) and a[0].any()
+            assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+        assert not np.array_equal(one.get(0)[0], one.get(1)[0])
+        val = three.make_many([([3, 10_000, i, 0], s, 0.0) for i, s in enumerate(subjects)])
+        assert all(np.array_equal(v[0], one.make([3, 10_000, i, 0], s, 0.0)[0]) for i, (v, s)
+                   in enumerate(zip(val, subjects)))
+    finally:
+        one.close()
+        three.close()
+    with pytest.raises(ValueError):
+        VolumeStream(cfg, ls, subjects, 0, 1, workers=0)
+
+
 def _train_cli(args, env=None):
     from typer.testing import CliRunner
 
@@ -186,7 +212,7 @@ def test_resume_continues_exactly(pairs_csv, tmp_path):
     assert r.exit_code == 0, r.output
     r = _train_cli(["--pairs", str(pairs_csv), "--out", str(part), "--epochs", "1", *COMMON])
     assert r.exit_code == 0, r.output
-    r = _train_cli(["--resume", str(part), "--epochs", "2", "--quiet"])
+    r = _train_cli(["--resume", str(part), "--epochs", "2", "--quiet", "--workers", "3"])  # same run
     assert r.exit_code == 0, r.output
     a = load_file(full / "last" / "model.safetensors")
     b = load_file(part / "last" / "model.safetensors")

@@ -60,6 +60,9 @@ def train(
     device: Device = "auto",
     precision: Precision = "auto",
     threads: Threads = None,
+    workers: Annotated[Optional[int], _F("--workers", min=1, help="threads making the next training volumes "
+                                                                 "ahead (results do not depend on it); "
+                                                                 "default 1")] = None,
     init_from: Annotated[Optional[str], _F("--init-from", help="checkpoint to fine-tune")] = None,
     new_head: Annotated[bool, _F("--new-head", help="--init-from a checkpoint of another label set: keep "
                                                     "everything but the output layer")] = False,
@@ -87,7 +90,7 @@ def train(
     setup_threads(threads)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if resume is not None:
-        cfg, run_dir = _resume_config(resume, epochs, val_every)
+        cfg, run_dir = _resume_config(resume, epochs, val_every, workers)
     else:
         cfg, run_dir = _new_config(**locals())
     cfg_log = out_console.print if not quiet and rank0 else (lambda *a, **k: None)
@@ -129,7 +132,7 @@ def _json_object(text: str, option: str) -> dict:
     return obj
 
 
-def _resume_config(run_dir: Path, epochs: int | None, val_every: int | None = None):
+def _resume_config(run_dir: Path, epochs: int | None, val_every: int | None = None, workers: int | None = None):
     import json
 
     from brainsegcli.training.loop import STATE_FILE, TrainConfig
@@ -142,6 +145,8 @@ def _resume_config(run_dir: Path, epochs: int | None, val_every: int | None = No
         cfg.hp.epochs = epochs
     if val_every is not None:
         cfg.val_every = val_every
+    if workers is not None:
+        cfg.workers = workers
     return cfg, run_dir
 
 
@@ -229,7 +234,7 @@ def _new_config(**o):
                       volumes_per_batch=o["volumes_per_batch"],
                       views=tuple(p.value for p in Plane.parse_list(o["views"])), crop=o["crop"], seed=o["seed"],
                       device=o["device"], precision=o["precision"], init_from=o["init_from"],
-                      new_head=o["new_head"], val_every=o["val_every"] or 1,
+                      new_head=o["new_head"], val_every=o["val_every"] or 1, workers=o["workers"] or 1,
                       base_weights=o["base_weights"], synth=synth_overrides,
                       name=o["name"] or run_dir.name, command="brainseg " + shlex.join(sys.argv[1:]))
     if int(os.environ.get("RANK", "0")) == 0:

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,14 +22,14 @@ import torch.nn.functional as F
 
 from brainsegcli.inference.device import autocast, resolve_device, resolve_precision
 from brainsegcli.inference.predictor import InferenceConfig, predict_labels
-from brainsegcli.labels import LabelSet, get_labelset
+from brainsegcli.labels import get_labelset
 from brainsegcli.metrics import dice
 from brainsegcli.models import count_parameters, create_model, get_spec, transfer_to_new_head
 from brainsegcli.training.batchnorm import StackPool, recalibrate_batchnorm
-from brainsegcli.training.data import StackSampler, Subject, flip_lr, load_label_map, load_real
+from brainsegcli.training.data import StackSampler, Subject
 from brainsegcli.training.losses import SegmentationLoss
 from brainsegcli.training.recipes import Recipe
-from brainsegcli.training.synth import Priors, SynthConfig, sample_params, synthesize
+from brainsegcli.training.stream import VolumeStream
 from brainsegcli.types import BrainsegError, Plane
 from brainsegcli.weights.checkpoint import CheckpointConfig, InputSpec, load_checkpoint, save_checkpoint
 
@@ -66,6 +65,7 @@ class TrainConfig:
     bn_pool: int = 512                  # stacks kept for BatchNorm recalibration before validation (0: off)
     base_weights: str | None = None     # SAM models: official checkpoint (path or manifest name)
     synth: dict[str, Any] = field(default_factory=dict)  # SynthConfig overrides
+    workers: int = 1                    # threads making the next volumes ahead (same run for any number)
     name: str = ""
     command: str = ""
 
@@ -81,74 +81,27 @@ def _subjects(items: list[dict[str, Any]]) -> list[Subject]:
     return [Subject(s["name"], Path(s["labels"]), Path(s["image"]) if s.get("image") else None) for s in items]
 
 
-class VolumeStream:
-    """Volume ``k`` for this rank, made deterministically; the next one is prepared in a thread."""
-
-    def __init__(self, cfg: TrainConfig, labelset: LabelSet, subjects: list[Subject], rank: int, world: int):
-        self.cfg, self.labelset, self.rank = cfg, labelset, rank
-        shard = subjects[rank::world] if len(subjects) >= world else subjects
-        self.subjects = shard
-        self.priors = None
-        if cfg.synthetic:
-            self.priors = Priors.load(cfg.priors_dir) if cfg.priors_dir else None
-        self.pool = ThreadPoolExecutor(1)
-        self.pending: dict[int, Any] = {}
-        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.keep = max(cfg.volumes_per_batch, 1) + 1
-
-    def make(self, key: list[int], subject: Subject, flip_p: float) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(key)
-        if self.cfg.synthetic:
-            raw, target, affine = load_label_map(subject, self.labelset)
-            priors = self.priors or Priors.generic(np.unique(raw))
-            params = sample_params(rng, priors, SynthConfig(**self.cfg.synth))
-            image, target, _ = synthesize(raw, target, priors, params, affine)
-        else:
-            image, target = load_real(subject, self.labelset)
-        if rng.random() < flip_p:
-            image, target = flip_lr(image, target, self.labelset)
-        return np.ascontiguousarray(image), np.ascontiguousarray(target)
-
-    def _job(self, k: int):
-        key = [self.cfg.seed, self.rank, k]
-        subject = self.subjects[int(np.random.default_rng(key + [7]).integers(len(self.subjects)))]
-        return self.make(key, subject, self.cfg.augment.get("flip", 0.0))
-
-    def get(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Volume ``k`` (kept while it is among the last ``keep`` volumes asked for)."""
-        if k in self.cache:
-            return self.cache[k]
-        fut = self.pending.pop(k, None) or self.pool.submit(self._job, k)
-        for old in [j for j in self.pending if j < k]:
-            self.pending.pop(old).cancel()
-        if k + 1 not in self.pending:
-            self.pending[k + 1] = self.pool.submit(self._job, k + 1)
-        self.cache[k] = fut.result()
-        for old in sorted(self.cache)[:-self.keep]:
-            del self.cache[old]
-        return self.cache[k]
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
 def augment_batch(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, aug: dict[str, float]):
-    """In-plane rotation, intensity scaling and Gaussian noise (papers: flips + Gaussian noise)."""
-    b = x.shape[0]
+    """In-plane rotation, intensity scaling and Gaussian noise (papers: flips + Gaussian noise).
+
+    Runs where ``x`` and ``y`` are (on the GPU when training there); the random draws come from the
+    CPU generator ``gen`` (the noise field from a generator on ``x``'s device seeded by it)."""
+    b, dev = x.shape[0], x.device
     if aug.get("rotate_deg", 0) > 0:
         ang = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(aug["rotate_deg"])
         cos, sin = torch.cos(ang), torch.sin(ang)
         theta = torch.zeros(b, 2, 3)
         theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros",
                           align_corners=False)[:, 0].long()
     if aug.get("scale", 0) > 0:
-        x = x * (1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * aug["scale"])
+        x = x * (1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * aug["scale"]).to(dev)
     if aug.get("noise", 0) > 0:
-        sd = torch.rand(b, 1, 1, 1, generator=gen) * aug["noise"]
-        x = x + sd * torch.randn(x.shape, generator=gen) * (x > 0)
+        sd = (torch.rand(b, 1, 1, 1, generator=gen) * aug["noise"]).to(dev)
+        noise_gen = torch.Generator(device=dev).manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+        x = x + sd * torch.randn(x.shape, generator=noise_gen, device=dev) * (x > 0)
     return x.clamp(0, 1.5), y
 
 
@@ -256,7 +209,7 @@ class Trainer:
         self.epoch, self.step, self.best, self.bad_epochs, self.history = 0, 0, None, 0, []
         self.steps_per_volume = max(1, cfg.stacks_per_volume // hp.batch_size)
         self.stream = VolumeStream(cfg, self.labelset, _subjects(cfg.train_subjects), self.dist.rank,
-                                   self.dist.world)
+                                   self.dist.world, cfg.workers)
         self._val: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._samplers: dict[int, StackSampler] = {}
         self.bn_pool = StackPool(cfg.bn_pool)
@@ -294,8 +247,9 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------
     def batch(self, step: int):
-        """Stacks from the last ``volumes_per_batch`` volumes: every batch mixes several synthetic
-        contrasts, so BatchNorm's running statistics do not follow the latest volume's contrast."""
+        """(uint8 stacks, targets, is-sagittal flags, augmentation generator) of a step: stacks from the
+        last ``volumes_per_batch`` volumes, so every batch mixes several synthetic contrasts and
+        BatchNorm's running statistics do not follow the latest volume's contrast."""
         k = step // self.steps_per_volume
         window = list(range(max(k - self.cfg.volumes_per_batch + 1, 0), k + 1))
         for j in window:
@@ -311,12 +265,12 @@ class Trainer:
         x, y, sag = (np.concatenate([p[i] for p in parts]) for i in range(3))
         self.bn_pool.offer(x)  # every volume is first in the window once
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-        xt, yt = augment_batch(torch.from_numpy(x).float() / 255.0, torch.from_numpy(y), gen, self.cfg.augment)
-        return xt, yt, torch.from_numpy(sag)
+        return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(sag), gen
 
     def train_step(self, step: int) -> float:
-        x, y, sag = self.batch(step)
-        x, y, sag = x.to(self.device), y.to(self.device), sag.to(self.device)
+        x, y, sag, gen = self.batch(step)
+        x, y, sag = x.to(self.device), y.to(self.device), sag.to(self.device)  # uint8: a quarter of the bytes
+        x, y = augment_batch(x.float() / 255.0, y, gen, self.cfg.augment)  # on the GPU when training there
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.dtype):
@@ -344,11 +298,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     def val_volumes(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self._val is None:
-            vols = []
-            for i, s in enumerate(_subjects(self.cfg.val_subjects)):
-                for j in range(self.cfg.val_volumes_per_subject if self.cfg.synthetic else 1):
-                    vols.append(self.stream.make([self.cfg.seed, 10_000, i, j], s, 0.0))
-            self._val = vols
+            per_subject = self.cfg.val_volumes_per_subject if self.cfg.synthetic else 1
+            self._val = self.stream.make_many([([self.cfg.seed, 10_000, i, j], s, 0.0)
+                                               for i, s in enumerate(_subjects(self.cfg.val_subjects))
+                                               for j in range(per_subject)])
         return self._val
 
     def recalibrate(self) -> int:
