@@ -24,6 +24,7 @@ from brainsegcli.io.conform import conform, to_native
 from brainsegcli.io.image import load_volume, looks_like_label_map, save_volume
 from brainsegcli.labels import LabelSet, indices_to_ids
 from brainsegcli.reports import volume_rows, write_json, write_qc_png, write_volumes_csv
+from brainsegcli.volume_check import check_volumes
 
 CLEANUP_WARN_MM3 = 5000  # brain-labelled voxels removed by the clean-up above which the user is told
 
@@ -132,6 +133,9 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
 
     t = time.perf_counter()
     rows = volume_rows(labels_conf, labelset)
+    volume_check = check_volumes(rows, labelset)
+    if volume_check["summary"]:
+        note(f"{input_path}: {volume_check['summary']}; look at qc.png")
     report: dict[str, Any] = {
         "input": {"path": str(Path(input_path).resolve()), "sha256": _sha256(Path(input_path)),
                   "shape": list(vol.shape), "voxel_size_mm": [round(s, 6) for s in vol.spacing],
@@ -153,7 +157,8 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
         "volumes": {"space": "conformed (1 mm isotropic)",
                     "total_labelled_mm3": rows[-2]["volume_mm3"], "brain_excl_csf_mm3": rows[-1]["volume_mm3"]},
         "qc": {"layout": "top: image, bottom: labels; sagittal (25 mm left of the labelled centre), coronal, "
-                         "axial through the labelled centre; radiological (subject's left on the right)"},
+                         "axial through the labelled centre; radiological (subject's left on the right)",
+               "volume_check": volume_check},
         "warnings": warnings,
         "versions": package_versions(),
     }

@@ -152,7 +152,10 @@ def test_parcellate_one_applies_cleanup_and_warns(tmp_path):
     assert (lab[70:90, 70:90, 70:90] == 0).all() and (lab[r < 9] == 3).all()
     assert any("8.0 ml labelled as brain" in w for w in rep["warnings"])
     assert rep["inference"]["cleanup"]["removed_by_label_mm3"] == {"GM": 8000}
+    # a thin core of white matter under a thick grey shell is no brain: the volume check says so (test_volume_check)
+    assert rep["qc"]["volume_check"]["flags"]["WM"]["verdict"] == "far below"
+    assert any("WM (far below)" in w and "qc.png" in w for w in rep["warnings"])
     raw = parcellate_one(path, tmp_path / "raw", threshold_net, ls, cfg, info, cleanup=False)
     lab = np.asarray(nib.load(tmp_path / "raw" / "labels.nii.gz").dataobj)
-    assert (lab[70:90, 70:90, 70:90] == 2).all() and raw["warnings"] == []
+    assert (lab[70:90, 70:90, 70:90] == 2).all() and not any("labelled as brain" in w for w in raw["warnings"])
     assert json.loads((tmp_path / "raw" / "report.json").read_text())["inference"]["cleanup"] == {"applied": False}
