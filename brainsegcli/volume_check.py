@@ -35,8 +35,8 @@ UNCHECKED = {"aseg": ("CSF",), "tissue": ("CSF",)}  # classes that hold extra-ce
 
 
 def brain_fractions(rows: list[dict[str, Any]], labelset: LabelSet) -> dict[str, float]:
-    """Per-mille of the label set's brain (non-CSF structures) for each structure, from ``volume_rows`` output.
-    Empty when the segmentation has no brain."""
+    """Per mille of the label set's brain (its structures other than CSF; for ``subcortical`` the sum of its 12
+    structures) for each structure except the unchecked ones, from ``volume_rows`` output. Empty without brain."""
     by_id = {r["label_id"]: r for r in rows if r["label_id"] != ""}
     brain = sum(r["volume_mm3"] for lid, r in by_id.items() if not labelset.is_csf(lid))
     if brain <= 0:
@@ -84,8 +84,9 @@ def check_volumes(rows: list[dict[str, Any]], labelset: LabelSet,
     summary = None
     if flags:
         named = [f"{n} ({f['verdict']})" for n, f in flags.items()]
-        more = f" and {len(named) - SUMMARY_NAMES} more (report.json qc.volume_check)" if len(named) > SUMMARY_NAMES else ""
+        extra = len(named) - SUMMARY_NAMES
+        tail = f" and {extra} more (report.json qc.volume_check)" if extra > 0 else ""
         summary = (f"{len(named)} structure volume(s) far outside the range of the reference brains: "
-                   + ", ".join(named[:SUMMARY_NAMES]) + more)
-    return {"checked": True, "unit": "per mille of the brain (structures other than CSF)", "flags": flags,
-            "summary": summary}
+                   + ", ".join(named[:SUMMARY_NAMES]) + tail)
+    return {"checked": True, "flags": flags, "summary": summary,
+            "unit": "per mille of the label set's structures other than CSF (BrainVolumeExclCSF in volumes.csv)"}
