@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -262,11 +263,22 @@ def test_train_bad_input(tmp_path, pairs_csv):
 
 
 def test_ddp_two_gloo_processes(pairs_csv, tmp_path):
-    out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "brainsegcli", "train", "--pairs", str(pairs_csv), "--out", str(out),
-                        "--epochs", "1", "--nproc", "2", *COMMON], capture_output=True, text=True, timeout=600,
-                       env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
+
+    def run(out):
+        return subprocess.run([sys.executable, "-m", "brainsegcli", "train", "--pairs", str(pairs_csv), "--out",
+                               str(out), "--epochs", "1", "--nproc", "2", *COMMON], capture_output=True, text=True,
+                              timeout=600, env=env)
+
+    out = tmp_path / "ddp"
+    r = run(out)
+    if r.returncode != 0 and ("exitcode: -6" in r.stderr or "exitcode  : -6" in r.stderr):
+        # A worker aborted (SIGABRT) once in ~10 CI runs (session 14; 0 of 8 reruns): a gloo teardown race, not
+        # reproduced. Say so, with the worker's own lines, and try once more; a real bug fails both times.
+        clues = [ln for ln in r.stderr.splitlines() if any(k in ln for k in ("terminate", "what()", "Error", "gloo"))]
+        warnings.warn("DDP worker aborted, retrying once: " + " | ".join(clues[:8]))
+        out = tmp_path / "ddp-retry"
+        r = run(out)
+    assert r.returncode == 0, r.stderr[-4000:]
     assert (out / "last" / "model.safetensors").is_file() and (out / "best" / "config.json").is_file()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # rank 0 alone writes
