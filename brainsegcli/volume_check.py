@@ -14,8 +14,8 @@ Rules (``check_volumes``):
 - a label set without reference fractions (``dkt95``) or a segmentation without brain is reported as unchecked.
 
 The margins are wide on purpose: the reference is only 20 brains, so ventricles of an atrophied brain can lie
-outside them for real; a flag says "look at qc.png", not "wrong". Within the margins a model's own biases pass (on five real
-T1 scans no bundled model strays more than 1.22 times outside the reference range; docs/inference.md).
+outside them for real; a flag says "look at qc.png", not "wrong". Within the margins a model's own biases pass (on
+five real T1 scans no bundled model strays more than 1.22 times outside the reference range; docs/inference.md).
 
 The reference table is package data (``data/volume_norms.json``) made by ``scripts/make_volume_norms.py``.
 """

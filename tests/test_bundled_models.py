@@ -5,8 +5,9 @@ volume lies in a broad adult range, and left/right twins agree (the 2009a *symme
 of itself, so a side mix-up or a hemisphere bias shows directly). The template lives in MNI space: the aseg default
 measures 1.59 l of brain excluding CSF on it, 1.4-1.8x the 0.87-1.09 l of the training label maps, so millilitres
 get only broad lower bounds; sizes are judged as fractions of the brain instead, against the 20 FreeSurfer-labelled
-brains of brainsegcli.volume_check, with a margin (1.25x) far tighter than parcellate's warning (2x). Run with --no-tta: the mirror test-time augmentation
-would make a symmetric template's left/right volumes agree whatever the network's own bias.
+brains of brainsegcli.volume_check, with a margin (1.25x) far tighter than parcellate's warning (2x); the outer CSF,
+which that check leaves out, keeps an upper bound in ml. Run with --no-tta: the mirror test-time augmentation would
+make a symmetric template's left/right volumes agree whatever the network's own bias.
 """
 
 import csv
@@ -28,6 +29,7 @@ RANGES = {
     "aseg": {"Cerebral-White-Matter": 170, "Cerebral-Cortex": 200, "Lateral-Ventricle": 2, "Cerebellum-Cortex": 35,
              "Thalamus": 4.5, "Caudate": 2.2, "Putamen": 3, "Hippocampus": 2.5},
 }
+CSF_MAX_ML = {"tissue": 600, "aseg": 600}  # outer CSF (+ ventricles for tissue): not in the fraction check
 FRACTION_MARGIN = 1.25  # per-mille of the brain within [reference min / 1.25, reference max * 1.25]
 BUNDLED = [ls for ls in RANGES if default_entry(ls) is not None]
 
@@ -72,6 +74,8 @@ def test_default_model_gives_plausible_volumes_on_the_sample(volumes, labelset):
             a, b = (v[n] for n in sorted(sides))
             if min(a, b) <= 0 or max(a, b) / min(a, b) > 1.25:
                 bad.append(f"{structure} left/right {a:.1f} vs {b:.1f} ml on a symmetric template")
+    if labelset in CSF_MAX_ML and v["CSF"] > CSF_MAX_ML[labelset]:
+        bad.append(f"CSF {v['CSF']:.1f} ml above {CSF_MAX_ML[labelset]}")
     assert not bad, "; ".join(bad)
 
 
