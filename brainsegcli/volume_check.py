@@ -56,12 +56,11 @@ def norms_for(labelset: LabelSet) -> dict[str, dict[str, float]] | None:
     return None if entry is None else entry["structures"]
 
 
-def check_volumes(rows: list[dict[str, Any]], labelset: LabelSet,
-                  norms: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+def check_volumes(rows: list[dict[str, Any]], labelset: LabelSet) -> dict[str, Any]:
     """The check for one segmentation (``rows``: ``volume_rows`` of it). Returns a JSON-ready dictionary:
     ``checked`` (bool), ``flags`` ({structure: {"per_mille", "ref_min", "ref_max", "verdict"}}) and ``summary``
     (one line naming the flagged structures, or None)."""
-    norms = norms_for(labelset) if norms is None else norms
+    norms = norms_for(labelset)
     if norms is None:
         return {"checked": False, "reason": f"no reference volumes for label set {labelset.name!r}",
                 "flags": {}, "summary": None}
