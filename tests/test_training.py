@@ -220,6 +220,16 @@ def test_resume_continues_exactly(pairs_csv, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     lines = (part / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    # run.json now says 2 epochs (a later plain --resume keeps them) and the recorded command is the whole chain
+    run = json.loads((part / "run.json").read_text())
+    assert run["hp"]["epochs"] == 2 and run["workers"] == 3
+    chain = f"brainseg train --resume {part} --epochs 2 --workers 3"
+    assert run["command"].endswith(" && " + chain)  # (CliRunner: the first part is pytest's argv)
+    assert json.loads((part / "last" / "config.json").read_text())["extra"]["training"]["command"] == run["command"]
+    r = _train_cli(["--resume", str(part), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert len((part / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((part / "run.json").read_text()) == run
     # validation (not BatchNorm recalibration) is skipped on off epochs: the weights above still match
     assert ["val_dice" in json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()] == [False, True]
     split = json.loads((full / "split.json").read_text())
@@ -273,8 +283,9 @@ def test_ddp_two_gloo_processes(pairs_csv, tmp_path):
     out = tmp_path / "ddp"
     r = run(out)
     if r.returncode != 0 and ("exitcode: -6" in r.stderr or "exitcode  : -6" in r.stderr):
-        # A worker aborted (SIGABRT) once in ~10 CI runs (session 14; 0 of 8 reruns): a gloo teardown race, not
-        # reproduced. Say so, with the worker's own lines, and try once more; a real bug fails both times.
+        # A worker aborted (SIGABRT) once in ~10 CI runs (session 14; 0 of 8 reruns, 0 of 15 in session 15), most
+        # likely at gloo teardown; fit() now ends with a barrier and destroys the group. Should it recur: say so,
+        # with the worker's own lines, and try once more; a real bug fails both times.
         clues = [ln for ln in r.stderr.splitlines() if any(k in ln for k in ("terminate", "what()", "Error", "gloo"))]
         warnings.warn("DDP worker aborted, retrying once: " + " | ".join(clues[:8]))
         out = tmp_path / "ddp-retry"

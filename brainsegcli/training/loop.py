@@ -156,6 +156,17 @@ def init_distributed(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def finish_distributed(clean: bool) -> None:
+    """Leave the process group: after a clean run every rank meets first (a rank that exits while another's gloo
+    still talks to it can abort that one), then the group is destroyed. No-op outside torchrun."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if clean:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None] = print,
                  progress: Callable[[dict[str, Any]], None] | None = None):
@@ -382,6 +393,7 @@ class Trainer:
         if resume:
             self.load_state(self.run_dir / STATE_FILE)
         hp = self.cfg.hp
+        clean = False
         try:
             while self.epoch < hp.epochs:
                 t0 = time.perf_counter()
@@ -422,8 +434,11 @@ class Trainer:
                 if stop:
                     self.log(f"early stop after {self.epoch} epochs")
                     break
+            clean = True
         finally:
             self.stream.close()
+            if self.dist.world > 1:
+                finish_distributed(clean)
         return {"epochs": self.epoch, "steps": self.step, "best": self.best,
                 "history": self.history[-1] if self.history else {}}
 
