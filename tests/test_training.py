@@ -226,8 +226,9 @@ def test_resume_continues_exactly(pairs_csv, tmp_path):
     chain = f"brainseg train --resume {part} --epochs 2 --workers 3"
     assert run["command"].endswith(" && " + chain)  # (CliRunner: the first part is pytest's argv)
     assert json.loads((part / "last" / "config.json").read_text())["extra"]["training"]["command"] == run["command"]
-    r = _train_cli(["--resume", str(part), "--quiet"])
-    assert r.exit_code == 0, r.output
+    for again in ([], ["--epochs", "2"]):  # nothing new: nothing run, nothing recorded
+        r = _train_cli(["--resume", str(part), "--quiet", *again])
+        assert r.exit_code == 0, r.output
     assert len((part / "metrics.jsonl").read_text().splitlines()) == 2
     assert json.loads((part / "run.json").read_text()) == run
     # validation (not BatchNorm recalibration) is skipped on off epochs: the weights above still match
