@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +18,33 @@ import numpy as np
 from brainsegcli.io.image import load_volume
 
 
-def parcellate(t1: str | Path, weights: str, *, tta: bool = True, cleanup: bool = True,
-               threads: int = 2) -> tuple[np.ndarray, dict]:
-    """Native-space label map (FreeSurfer ids, int32) and the JSON report of ``brainseg parcellate T1``."""
+@dataclass
+class Outputs:
+    """What one ``brainseg parcellate`` run wrote (label maps as FreeSurfer ids, int32)."""
+
+    labels: np.ndarray  # on the input's grid
+    labels_conformed: np.ndarray
+    conformed_affine: np.ndarray
+    report: dict
+
+
+def run(t1: str | Path, weights: str, *, tta: bool = True, cleanup: bool = True, threads: int = 2) -> Outputs:
+    """``brainseg parcellate T1 --weights W`` in a subprocess; its outputs read back."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "brainsegcli", "parcellate", str(t1), "-o", tmp, "--weights", weights,
                "--threads", str(threads), "--quiet", "--tta" if tta else "--no-tta",
                "--cleanup" if cleanup else "--no-cleanup"]
         subprocess.run(cmd, check=True)
-        report = json.loads(next(Path(tmp).glob("*/report.json")).read_text())
-        labels = np.asarray(load_volume(next(Path(tmp).glob("*/labels.nii.gz")), kind="labels").data, np.int32)
-    return labels, report
+        out = next(Path(tmp).iterdir())
+        conformed = load_volume(out / "labels_conformed.nii.gz", kind="labels")
+        return Outputs(labels=np.asarray(load_volume(out / "labels.nii.gz", kind="labels").data, np.int32),
+                       labels_conformed=np.asarray(conformed.data, np.int32),
+                       conformed_affine=np.asarray(conformed.affine, float),
+                       report=json.loads((out / "report.json").read_text()))
+
+
+def parcellate(t1: str | Path, weights: str, *, tta: bool = True, cleanup: bool = True,
+               threads: int = 2) -> tuple[np.ndarray, dict]:
+    """Native-space label map (FreeSurfer ids, int32) and the JSON report of ``brainseg parcellate T1``."""
+    res = run(t1, weights, tta=tta, cleanup=cleanup, threads=threads)
+    return res.labels, res.report
