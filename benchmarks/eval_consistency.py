@@ -10,7 +10,9 @@ variant's conformed grid by partial volume (``regrid``), then back the same way;
 structures a few Dice points. A model that reads anatomy and not acquisition details scores near 1 and near 0 %; a scan-rescan pair
 of the same subject is the real-world analogue.
 
-``reoriented`` stores the same voxels in another axis order: conform re-centres on the grid centre, which moves by
+``float32`` is the same image stored as floats: conform (FastSurfer's rule) rescales the robust intensity range of
+a non-uint8 image to 0..255 and leaves uint8 values as they are, so the network sees the same scan brighter or
+darker depending on how it was saved. ``reoriented`` stores the same voxels in another axis order: conform re-centres on the grid centre, which moves by
 one voxel along a reversed axis of even length (FreeSurfer's rule), so even it is not exactly 1.
 
 Usage: python benchmarks/eval_consistency.py --t1 T1 --weights W [W ...] [--variants a,b] [--no-tta] [--json F]
@@ -42,6 +44,7 @@ def _axis_along(affine: np.ndarray, world_axis: int) -> int:
 
 
 VARIANTS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
+    "float32": lambda d, a: (np.asarray(d, dtype=np.float32), np.asarray(a, float)),
     "reoriented": lambda d, a: acq.reorient(d, a, (2, 0, 1), (True, False, True)),
     "shifted": lambda d, a: acq.shift(d, a, (0.3, -0.4, 0.45)),
     "1.2mm": lambda d, a: acq.resample(d, a, 1.2),
@@ -54,7 +57,9 @@ VARIANTS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndar
 
 def regrid(labels: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, shape) -> np.ndarray:
     """Labels moved onto another grid by partial volume: each label's indicator resampled trilinearly, the largest
-    share wins (background included). What a perfect model would draw on that grid."""
+    share wins (background included). What a perfect model would draw on that grid. Exact ties (a half-voxel
+    move puts a voxel half in each of two labels) are broken at random, not by label order, so that no label
+    grows at the expense of another."""
     from scipy.ndimage import affine_transform
 
     m = np.linalg.inv(np.asarray(src_affine, float)) @ np.asarray(dst_affine, float)  # dst voxel -> src voxel
@@ -73,9 +78,11 @@ def regrid(labels: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, s
     size = tuple(int(x) for x in d_hi - d_lo)
     best = np.zeros(size, np.float32)
     win = np.zeros(size, np.int32)
+    rng = np.random.default_rng(0)
     for i in np.unique(crop):
         p = affine_transform((crop == i).astype(np.float32), m[:3, :3], offset, output_shape=size, order=1,
                              mode="constant", cval=1.0 if i == 0 else 0.0)
+        p += rng.uniform(0.0, 1e-5, size).astype(np.float32)
         take = p > best
         win[take], best[take] = i, p[take]
     out[d_lo[0]:d_hi[0], d_lo[1]:d_hi[1], d_lo[2]:d_hi[2]] = win

@@ -4,7 +4,7 @@ expected result is known voxel by voxel."""
 import numpy as np
 import pytest
 
-from brainsegcli.inference.cleanup import clean_labels, keep_near_largest
+from brainsegcli.inference.cleanup import clean_labels, keep_brain, keep_near_largest
 from brainsegcli.labels import get_labelset, ids_to_indices, indices_to_ids
 
 N = 64
@@ -34,6 +34,55 @@ def test_keep_near_largest_gap_rule():
     assert kept[16, 10, 10] and not kept[25, 25, 25] and kept[5:15, 5:15, 5:15].all()
     assert not keep_near_largest(m, gap=1)[16, 10, 10]
     assert keep_near_largest(np.zeros((4, 4, 4), bool), 3).sum() == 0
+
+
+@pytest.mark.parametrize("width,joined", [(1, False), (2, False), (3, True)])
+def test_keep_brain_cuts_bridges_thinner_than_three_voxels(width, joined):
+    """Two balls joined by a square bar: the second ball ("face") stays only when the bar is 3 voxels wide."""
+    m = _ball((20, 32, 32), 12) | _ball((50, 32, 32), 8)
+    m[30:44, 32:32 + width, 32:32 + width] = True
+    kept = keep_brain(m, bridge=1)
+    assert kept[_ball((20, 32, 32), 12)].all()
+    assert kept[_ball((50, 32, 32), 8)].all() == joined and kept[_ball((50, 32, 32), 8)].any() == joined
+    if not joined:  # the bar is kept up to 1 + 3 voxels from the opened ball (x <= 30 after the erosion)
+        assert kept[32:35, 32, 32].all() and not kept[35:44, 32, 32].any()
+
+
+def test_keep_brain_drops_islands_and_keeps_thin_masks():
+    m = _ball((32, 32, 32), 12)
+    m[32, 32, 46] = True  # an island 2 voxels beyond the surface (z = 44): dropped (face tissue is that close)
+    m[30:35, 32, 17] = True
+    kept = keep_brain(m, bridge=1)
+    assert np.array_equal(kept, _ball((32, 32, 32), 12))
+    assert np.array_equal(keep_brain(m, bridge=0), _ball((32, 32, 32), 12))
+    line = np.zeros((10, 10, 10), bool)
+    line[2:8, 5, 5] = True  # nothing survives the erosion: the largest component
+    line[2:8, 1, 5] = True
+    line[2:9, 8, 5] = True
+    assert np.array_equal(keep_brain(line, 1), line & (np.indices(line.shape)[1] == 8))
+
+
+def test_tissue_face_joined_by_a_thin_strand_is_removed():
+    """Whole-head T1: the network calls a vessel/dura strand GM, joining a 'face' blob to the brain."""
+    ls = get_labelset("tissue")
+    ids = np.zeros((N, N, N), np.uint8)
+    ids[_ball((32, 32, 24), 18)] = 1
+    ids[_ball((32, 32, 24), 16)] = 2
+    ids[_ball((32, 32, 24), 12)] = 3
+    expected = ids.copy()
+    face = _ball((32, 32, 56), 5)
+    ids[face] = 2
+    ids[32, 32, 40:52] = 2  # the strand (z 40, 41 touch the brain's CSF shell; the brain's GM ends at z 40)
+    out, stats = clean_labels(ids_to_indices(ids, ls), ls)
+    got = indices_to_ids(out, ls)
+    assert (got[face] == 0).all()
+    assert (got[32, 32, 45:52] == 0).all()  # beyond 3 voxels from the brain
+    brain = expected > 0
+    brain[32, 32, 40:52] = False  # the strand overwrote the brain's edge there
+    assert np.array_equal(got[brain], expected[brain])
+    assert stats.removed_brain >= int(face.sum()) + 7
+    plain = indices_to_ids(clean_labels(ids_to_indices(ids, ls), ls, bridge=0)[0], ls)
+    assert (plain[face] == 2).all()  # without the cut the face stays
 
 
 def test_whole_brain_drops_far_labels_and_keeps_the_brain():
