@@ -25,6 +25,14 @@ def _brain_ids():
     return ids
 
 
+def _tissue_ids(centre):
+    """tissue ids: WM ball, GM shell, CSF shell."""
+    ids = np.zeros((N, N, N), np.uint8)
+    for label, radius in ((1, 18), (2, 16), (3, 12)):
+        ids[_ball(centre, radius)] = label
+    return ids
+
+
 def test_keep_near_largest_gap_rule():
     m = np.zeros((30, 30, 30), bool)
     m[5:15, 5:15, 5:15] = True  # main component
@@ -65,10 +73,7 @@ def test_keep_brain_drops_islands_and_keeps_thin_masks():
 def test_tissue_face_joined_by_a_thin_strand_is_removed():
     """Whole-head T1: the network calls a vessel/dura strand GM, joining a 'face' blob to the brain."""
     ls = get_labelset("tissue")
-    ids = np.zeros((N, N, N), np.uint8)
-    ids[_ball((32, 32, 24), 18)] = 1
-    ids[_ball((32, 32, 24), 16)] = 2
-    ids[_ball((32, 32, 24), 12)] = 3
+    ids = _tissue_ids((32, 32, 24))
     expected = ids.copy()
     face = _ball((32, 32, 56), 5)
     ids[face] = 2
