@@ -9,7 +9,7 @@ Rules, on class indices of the conformed (1 mm) grid, distances in voxels = mill
    the bridges thinner than ``2 * bridge + 1`` voxels (``keep_brain``); other brain voxels become background,
    islands near the brain included. On whole-head T1 scans the networks label strands along the dura and
    sinuses and blobs in the face and neck as brain, a few voxels from it or joined to it by such a strand;
-   keeping components within a few voxels of the brain (the rule before) kept 100 ml of face on one real scan
+   keeping components within a few voxels of the brain (the rule before) kept a 76 ml blob on one real scan
    and dropped it when the same scan was stored with its axes reversed. Outer-CSF voxels stay only where they
    are 26-connected to the kept brain through CSF lying within ``outer_margin`` mm of it.
 2. Single-structure labels (every label of subcortical, aseg and dkt95 except the outer CSF and the structures
