@@ -16,7 +16,7 @@ segmentation of the original:
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import affine_transform, map_coordinates
+from scipy.ndimage import affine_transform
 
 
 def reorient(data: np.ndarray, affine: np.ndarray, order: tuple[int, int, int],
@@ -63,12 +63,11 @@ def resample(data: np.ndarray, affine: np.ndarray, voxel_mm: float) -> tuple[np.
 def shift(data: np.ndarray, affine: np.ndarray, offset_vox) -> tuple[np.ndarray, np.ndarray]:
     """Resample the content ``offset_vox`` voxels along the grid (trilinear) and move the affine back by as much:
     the head stays where it is in the world, the voxel grid is offset from it by a fraction of a voxel."""
-    grid = np.indices(data.shape, dtype=np.float32)
-    coords = [grid[k] - float(offset_vox[k]) for k in range(3)]  # new voxel i holds old position i - offset
-    out = map_coordinates(np.asarray(data, dtype=np.float32), coords, order=1, mode="nearest")
+    back = -np.asarray(offset_vox, dtype=float)  # new voxel i holds old position i - offset
+    out = affine_transform(np.asarray(data, dtype=np.float32), np.eye(3), offset=back, order=1, mode="nearest")
     m = np.eye(4)
-    m[:3, 3] = -np.asarray(offset_vox, dtype=float)
-    return out.astype(np.float32), np.asarray(affine, float) @ m
+    m[:3, 3] = back
+    return out, np.asarray(affine, float) @ m
 
 
 def bias_field(data: np.ndarray, affine: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray]:

@@ -7,13 +7,14 @@ through the affines (nearest neighbour, the step ``parcellate`` itself uses for 
 with the labels of the original: Dice per structure, and each structure's volume change (conformed space, 1 mm^3
 voxels). The grid ceiling is the same comparison for a perfect model: the original's labels moved onto the
 variant's conformed grid by partial volume (``regrid``), then back the same way; a sub-voxel move alone costs small
-structures a few Dice points. A model that reads anatomy and not acquisition details scores near 1 and near 0 %; a scan-rescan pair
-of the same subject is the real-world analogue.
+structures a few Dice points. A model that reads anatomy and not acquisition details scores near 1 and near 0 %;
+a scan-rescan pair of the same subject is the real-world analogue.
 
 ``float32`` is the same image stored as floats: conform (FastSurfer's rule) rescales the robust intensity range of
 a non-uint8 image to 0..255 and leaves uint8 values as they are, so the network sees the same scan brighter or
-darker depending on how it was saved. ``reoriented`` stores the same voxels in another axis order: conform re-centres on the grid centre, which moves by
-one voxel along a reversed axis of even length (FreeSurfer's rule), so even it is not exactly 1.
+darker depending on how it was saved. ``reoriented`` stores the same voxels in another axis order: conform
+re-centres on the grid centre, which moves by one voxel along a reversed axis of even length (FreeSurfer's rule),
+so even it is not exactly 1.
 
 Usage: python benchmarks/eval_consistency.py --t1 T1 --weights W [W ...] [--variants a,b] [--no-tta] [--json F]
 """
@@ -128,10 +129,10 @@ def main() -> None:
             path = Path(tmp) / f"{name.replace('%', 'pct')}.nii.gz"
             nib.save(nib.Nifti1Image(data, affine), str(path))
             inputs[name] = path
+        ref_to_vox = np.linalg.inv(vol.affine)
         for w in a.weights:
             base = run(a.t1, w, tta=not a.no_tta, threads=a.threads)
             ls = get_labelset(base.report["labelset"]["name"])
-            ref_to_vox = np.linalg.inv(vol.affine)
             model = results["models"][w] = {"labelset": ls.name}
             for name, path in inputs.items():
                 out = run(path, w, tta=not a.no_tta, threads=a.threads)

@@ -103,11 +103,12 @@ def keep_brain(mask: np.ndarray, bridge: int, regrow: int = 3) -> np.ndarray:
     survives the erosion): the largest component."""
     from scipy.ndimage import binary_dilation, binary_erosion
 
-    core = binary_erosion(mask, _CUBE, iterations=bridge) if bridge > 0 else None
-    if core is None or not core.any():
-        return keep_near_largest(mask, 0)
-    kept = keep_near_largest(core, 2 * bridge)
-    return binary_dilation(kept, _CUBE, iterations=bridge + regrow, mask=mask)
+    if bridge > 0:
+        core = binary_erosion(mask, _CUBE, iterations=bridge)
+        if core.any():
+            kept = keep_near_largest(core, 2 * bridge)
+            return binary_dilation(kept, _CUBE, iterations=bridge + regrow, mask=mask)
+    return keep_near_largest(mask, 0)
 
 
 def _count(labels: np.ndarray, mask: np.ndarray, labelset: LabelSet, into: dict[str, int]) -> None:
