@@ -111,7 +111,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--t1", required=True)
     ap.add_argument("--weights", nargs="+", required=True, help="manifest names or checkpoint folders")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
+    # argparse %-formats help texts, and two variant names hold a "%"
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="comma-separated subset of " + ", ".join(VARIANTS).replace("%", "%%"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-tta", action="store_true")
     ap.add_argument("--json")
