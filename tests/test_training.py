@@ -132,6 +132,53 @@ def test_synthetic_generator_keeps_labels_and_follows_the_gaussians():
         assert abs(v.mean() - mu) < 0.1 * sd + 0.5 and abs(v.std() - sd) < 0.1 * sd + 0.5
 
 
+def test_thick_resample_samples_at_the_slice_spacing_and_interpolates_back():
+    from brainsegcli.training.synth import thick_resample
+
+    x = torch.randn(5, 41, 3, dtype=torch.float64)
+    y = thick_resample(x, 1, 4.0, 0.0)
+    assert torch.equal(y[:, ::4], x[:, ::4])                                  # the sampled slices are kept
+    assert torch.allclose(y[:, 2::4], (x[:, 0:-1:4] + x[:, 4::4]) / 2)       # halfway: the mean of the two
+    ramp = torch.arange(60, dtype=torch.float32).view(1, 1, 60).expand(2, 3, 60)
+    z = thick_resample(ramp, 2, 3.3, 1.7)[0, 0]
+    n_last = 1.7 + 3.3 * int((59 - 1.7) / 3.3)                               # the last sample's position
+    inside = (torch.arange(60) >= 1.7) & (torch.arange(60) <= n_last)
+    assert torch.allclose(z[inside], ramp[0, 0][inside])                     # linear in, linear out
+    assert torch.allclose(z[~inside], torch.tensor([1.7] * 2 + [n_last] * int((~inside).sum() - 2)))
+
+
+def test_thick_resample_option_keeps_every_other_draw_and_makes_slices():
+    priors = Priors.generic(range(1, 6))
+    for seed in range(20):
+        old = sample_params(np.random.default_rng(seed), priors, SynthConfig(p_thick_slices=0.5))
+        new = sample_params(np.random.default_rng(seed), priors, SynthConfig(p_thick_slices=0.5, thick_resample=True))
+        for k in ("affine", "class_means", "blur_sigma", "noise_std", "gamma", "noise_seed"):
+            assert np.array_equal(getattr(old, k), getattr(new, k))             # same seed, same image otherwise
+        assert old.slice_axis == -1
+        if new.slice_axis >= 0:
+            assert 1.5 <= new.slice_mm <= 5.0 and 0 <= new.slice_phase < new.slice_mm
+            assert new.blur_sigma[new.slice_axis] == pytest.approx(0.42 * new.slice_mm)
+    # the synthetic image is piecewise linear along the slice axis: no curvature between two sampled slices
+    lab = np.zeros((48, 48, 48), np.int16)
+    g = np.indices(lab.shape)
+    lab[((g - 24) ** 2).sum(0) < 20 ** 2] = 3
+    lab[((g - 24) ** 2).sum(0) < 10 ** 2] = 2
+    ls = get_labelset("aseg")
+    from brainsegcli.labels import map_labels
+
+    tgt = ids_to_indices(map_labels(lab, ls)[0], ls)
+    cfg = SynthConfig(p_thick_slices=1.0, p_skull_strip=0.0, max_slice_mm=4.0, thick_resample=True)
+    p = sample_params(np.random.default_rng(3), priors, cfg)
+    p.slice_axis, p.slice_mm, p.slice_phase = 1, 4.0, 0.0
+    raw = synthesize(lab, tgt, priors, p, np.eye(4))[2]
+    curv = np.abs(np.diff(raw, 2, axis=1))                                   # curv[:, j] sits at voxel j + 1
+    between = np.array([(j + 1) % 4 != 0 for j in range(curv.shape[1])])
+    assert curv[:, between].max() < 1e-3 * raw.max() < curv[:, ~between].max()
+    p.slice_axis = -1                                                        # without it: blurred, not sampled
+    raw0 = synthesize(lab, tgt, priors, p, np.eye(4))[2]
+    assert np.abs(np.diff(raw0, 2, axis=1))[:, between].max() > 1e-2 * raw0.max()
+
+
 def test_real_t1_sample_looks_like_t1(synthseg_dir):
     """SynthSeg's T1 priors: white matter brighter than grey matter, grey brighter than CSF."""
     priors = Priors.load(synthseg_dir / "priors")

@@ -7,7 +7,8 @@ Per sample: a random affine (rotation, scaling, shear) and a smooth random elast
 deform the label map (nearest neighbour); each generation class gets a Gaussian intensity (means and
 standard deviations from SynthSeg's T1 priors for a realistic T1 contrast, or uniform for a random
 contrast); then a smooth multiplicative bias field, blur (isotropic, or anisotropic to mimic thick
-slices), Gaussian noise and a gamma transform; optionally the extra-cerebral tissues are removed
+slices), Gaussian noise and a gamma transform (with ``thick_resample``, thick slices are also sampled at their
+spacing and interpolated back to 1 mm); optionally the extra-cerebral tissues are removed
 (skull-stripped look). The result is conformed with the same code as real inputs.
 
 SynthSeg's prior files hold, per generation class, two rows: row 0 is the mean and row 1 the
@@ -43,6 +44,9 @@ class SynthConfig:
     bias_grid: int = 4
     p_thick_slices: float = 0.4
     max_slice_mm: float = 5.0
+    # thick slices are also *sampled* every slice_mm and interpolated back to 1 mm (what conform does to a real
+    # thick-slice scan); off by default so that the training commands recorded before it reproduce exactly
+    thick_resample: bool = False
     max_blur_sigma: float = 0.6
     max_noise: float = 10.0
     gamma_std: float = 0.25
@@ -98,6 +102,9 @@ class SynthParams:
     noise_std: float
     gamma: float
     noise_seed: int
+    slice_axis: int = -1        # thick-slice resampling (-1: none): the axis, spacing (voxels) and first sample
+    slice_mm: float = 0.0
+    slice_phase: float = 0.0
 
 
 def _rotation(angles_rad: np.ndarray) -> np.ndarray:
@@ -126,9 +133,12 @@ def sample_params(rng: np.random.Generator, priors: Priors, cfg: SynthConfig = S
         stds = rng.uniform(*cfg.uniform_std, n)
     thick = rng.random() < cfg.p_thick_slices
     sigma = np.full(3, rng.uniform(0, cfg.max_blur_sigma))
-    if thick:
-        sigma[rng.integers(3)] = 0.42 * rng.uniform(1.5, cfg.max_slice_mm)  # FWHM ~ slice thickness
-    return SynthParams(
+    slice_axis, slice_mm = -1, 0.0
+    if thick:  # the draws in the order they always had, so that the same seed gives the same parameters
+        slice_mm = float(rng.uniform(1.5, cfg.max_slice_mm))
+        slice_axis = int(rng.integers(3))
+        sigma[slice_axis] = 0.42 * slice_mm  # FWHM ~ slice thickness
+    p = SynthParams(
         affine=rot @ scale @ shear, translation=rng.uniform(-5, 5, 3),
         elastic=rng.normal(0, elastic_std, (3,) + (cfg.elastic_grid,) * 3),
         t1_contrast=t1, class_means=means, class_stds=stds,
@@ -137,6 +147,10 @@ def sample_params(rng: np.random.Generator, priors: Priors, cfg: SynthConfig = S
         blur_sigma=sigma, noise_std=float(rng.uniform(0, cfg.max_noise)),
         gamma=float(np.exp(rng.normal(0, cfg.gamma_std))), noise_seed=int(rng.integers(2**31)),
     )
+    if thick and cfg.thick_resample:  # its own stream: the draws above stay what they were without it
+        p.slice_axis, p.slice_mm = slice_axis, slice_mm
+        p.slice_phase = float(np.random.default_rng([p.noise_seed, 2]).uniform(0, slice_mm))
+    return p
 
 
 def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
@@ -176,6 +190,27 @@ def _gaussian_blur(img: torch.Tensor, sigma: np.ndarray) -> torch.Tensor:
         if sd >= 0.1:
             x = gaussian_filter1d(x, float(sd), axis=ax, mode="nearest", truncate=3.0)
     return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _lerp_along(x: torch.Tensor, axis: int, pos: torch.Tensor) -> torch.Tensor:
+    """``x`` linearly interpolated at fractional indices ``pos`` (within [0, n - 1]) along ``axis``."""
+    lo = pos.floor().long().clamp(0, x.shape[axis] - 1)
+    hi = (lo + 1).clamp(max=x.shape[axis] - 1)
+    shape = [1] * x.dim()
+    shape[axis] = -1
+    w = (pos - lo).to(x.dtype).view(shape)
+    a = x.index_select(axis, lo)
+    return a + (x.index_select(axis, hi) - a) * w
+
+
+def thick_resample(img: torch.Tensor, axis: int, slice_mm: float, phase: float) -> torch.Tensor:
+    """Sample ``img`` every ``slice_mm`` voxels along ``axis`` from ``phase`` on, then interpolate linearly back
+    onto every voxel (beyond the first and last sample: their value), as conform does with a thick-slice scan."""
+    n = img.shape[axis]
+    pos = torch.arange(phase, n - 1 + 1e-6, slice_mm, dtype=torch.float64)
+    low = _lerp_along(img, axis, pos)
+    back = ((torch.arange(n, dtype=torch.float64) - phase) / slice_mm).clamp(0, len(pos) - 1)
+    return _lerp_along(low, axis, back)
 
 
 def intensities(gen_labels: torch.Tensor, priors: Priors, p: SynthParams) -> torch.Tensor:
@@ -223,6 +258,8 @@ def synthesize(label_map: np.ndarray, target: np.ndarray, priors: Priors, p: Syn
         mx = float(img.max())
         if mx > 0:
             img = (img / mx) ** p.gamma * 255.0
+        if p.slice_axis >= 0:
+            img = thick_resample(img, p.slice_axis, p.slice_mm, p.slice_phase)
         if p.skull_strip:
             img = img * keep  # background stays exactly zero, as after real skull stripping
     raw = img.numpy()
