@@ -39,7 +39,7 @@ VARIANTS = {
     "t1-thick-resampled": SynthConfig(p_t1_contrast=1.0, p_skull_strip=0.0, p_thick_slices=1.0, thick_resample=True),
 }
 DEFAULT_VARIANTS = ("t1-head", "t1-stripped", "t1-thick-slices", "random-contrast")
-SEED_INDEX = {"t1-thick-resampled": 2}  # the seeds of t1-thick-slices
+SEED_INDEX = {"t1-thick-resampled": list(VARIANTS).index("t1-thick-slices")}  # the seeds of t1-thick-slices
 
 
 def main() -> None:
