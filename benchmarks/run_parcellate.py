@@ -25,6 +25,7 @@ class Outputs:
     labels: np.ndarray  # on the input's grid
     labels_conformed: np.ndarray
     conformed_affine: np.ndarray
+    conformed: np.ndarray  # the conformed image the network saw (uint8 values)
     report: dict
 
 
@@ -40,6 +41,7 @@ def run(t1: str | Path, weights: str, *, tta: bool = True, cleanup: bool = True,
         return Outputs(labels=np.asarray(load_volume(out / "labels.nii.gz", kind="labels").data, np.int32),
                        labels_conformed=np.asarray(conformed.data, np.int32),
                        conformed_affine=np.asarray(conformed.affine, float),
+                       conformed=np.asarray(load_volume(out / "conformed.nii.gz").data),
                        report=json.loads((out / "report.json").read_text()))
 
 

@@ -179,6 +179,21 @@ def test_thick_resample_option_keeps_every_other_draw_and_makes_slices():
     assert np.abs(np.diff(raw0, 2, axis=1))[:, between].max() > 1e-2 * raw0.max()
 
 
+def test_gamma_mean_shifts_only_the_gamma_draw():
+    priors = Priors.generic(range(1, 6))
+    shifted = []
+    for seed in range(200):
+        old = sample_params(np.random.default_rng(seed), priors, SynthConfig())
+        same = sample_params(np.random.default_rng(seed), priors, SynthConfig(gamma_mean=0.0))
+        new = sample_params(np.random.default_rng(seed), priors, SynthConfig(gamma_mean=-0.3))
+        assert same.gamma == old.gamma                                       # the default reproduces old draws
+        for k in ("affine", "class_means", "blur_sigma", "noise_std", "noise_seed"):
+            assert np.array_equal(getattr(old, k), getattr(new, k))
+        assert np.log(new.gamma) == pytest.approx(np.log(old.gamma) - 0.3)  # the same normal draw, moved
+        shifted.append(new.gamma)
+    assert np.median(shifted) < 0.85                                         # gamma < 1: grey brighter vs white
+
+
 def test_real_t1_sample_looks_like_t1(synthseg_dir):
     """SynthSeg's T1 priors: white matter brighter than grey matter, grey brighter than CSF."""
     priors = Priors.load(synthseg_dir / "priors")

@@ -50,6 +50,7 @@ class SynthConfig:
     max_blur_sigma: float = 0.6
     max_noise: float = 10.0
     gamma_std: float = 0.25
+    gamma_mean: float = 0.0             # mean of log(gamma); below 0 brightens grey matter relative to white
     uniform_mean: tuple[float, float] = (0.0, 220.0)
     uniform_std: tuple[float, float] = (0.0, 25.0)
 
@@ -145,7 +146,7 @@ def sample_params(rng: np.random.Generator, priors: Priors, cfg: SynthConfig = S
         skull_strip=bool(rng.random() < cfg.p_skull_strip),
         bias=rng.normal(0, rng.uniform(0, cfg.bias_std), (cfg.bias_grid,) * 3),
         blur_sigma=sigma, noise_std=float(rng.uniform(0, cfg.max_noise)),
-        gamma=float(np.exp(rng.normal(0, cfg.gamma_std))), noise_seed=int(rng.integers(2**31)),
+        gamma=float(np.exp(rng.normal(cfg.gamma_mean, cfg.gamma_std))), noise_seed=int(rng.integers(2**31)),
     )
     if thick and cfg.thick_resample:  # its own stream: the draws above stay what they were without it
         p.slice_axis, p.slice_mm = slice_axis, slice_mm
