@@ -8,9 +8,10 @@ pooled.
 The same ratio in the generator: class means drawn by ``synth.sample_params`` with the T1 priors (the default
 ``SynthConfig``, or ``--synth-config`` as given to ``brainseg train``, with every image a T1), after the gamma
 transform (a ratio ``r`` becomes ``r ** gamma``; bias field, blur and noise leave a structure's median about where
-it was). Each real ratio is reported with its percentile among ``--draws`` generator draws: near 50 the
-generator's typical image; near 0 or 100 a contrast the network rarely saw in training. Structures whose intensity class the priors share (SynthSeg ties caudate, hippocampus,
-amygdala and accumbens to the cortex) have the same generator distribution.
+it was). Each real ratio is reported with its percentile among ``--draws`` generator draws: near 50 the generator's
+typical image; near 0 or 100 a contrast the network rarely saw in training. Structures whose intensity class the
+priors share (SynthSeg ties caudate, hippocampus, amygdala and accumbens to the cortex) have the same generator
+distribution.
 
 Usage: python benchmarks/eval_contrast.py --t1 T1 [T1 ...] [--weights aseg-unet] [--synth-config JSON]
        [--draws 20000] [--json F]
