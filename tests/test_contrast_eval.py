@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from eval_contrast import generator_ratios, percentile, real_ratios, structure_groups  # noqa: E402
@@ -57,3 +58,23 @@ def test_generator_ratio_spreads_with_gamma_around_the_same_median():
     assert percentile(out, 0.6) == np.mean(out <= 0.6) * 100
     assert percentile(out, 10.0) == 100.0 and percentile(out, 0.0) == 0.0
     assert np.isnan(percentile(out, float("nan")))
+
+
+def test_a_synthetic_t1_measures_what_its_parameters_say():
+    """The generator-side formula, (class mean ratio) ** gamma, is what a rendered, conformed image shows (no bias)."""
+    from brainsegcli.labels import get_labelset, ids_to_indices, map_labels
+    from brainsegcli.training.synth import sample_params, synthesize
+
+    lab = np.zeros((48, 48, 48), np.int16)
+    lab[6:42, 6:42, 6:24], lab[6:42, 6:42, 24:42] = 2, 3     # white matter and cortex slabs in a dark background
+    ls = get_labelset("aseg")
+    tgt = ids_to_indices(map_labels(lab, ls)[0], ls)
+    priors = _priors(12.0)
+    cfg = SynthConfig(p_t1_contrast=1.0, bias_std=0.0, p_skull_strip=0.0, p_thick_slices=0.0)
+    groups = {"Cerebral-White-Matter": (2, 41), "Cerebral-Cortex": (3, 42)}
+    for seed in range(3):
+        p = sample_params(np.random.default_rng(seed), priors, cfg)
+        image, target, _ = synthesize(lab, tgt, priors, p, np.eye(4))
+        measured = real_ratios(image.astype(np.float32), np.asarray(ls.ids)[target], groups)["Cerebral-Cortex"]
+        expected = generator_ratios(priors, groups, 1, seed=seed, cfg=cfg)["Cerebral-Cortex"][0]
+        assert measured == pytest.approx(expected, abs=0.01)
