@@ -141,14 +141,14 @@ def _resume_config(run_dir: Path, epochs: int | None, val_every: int | None = No
     if not (run_dir / "run.json").is_file() or not (run_dir / STATE_FILE).is_file():
         raise BrainsegError(f"{run_dir}: not a resumable run folder (run.json and {STATE_FILE} needed)")
     cfg = TrainConfig.from_dict(json.loads((run_dir / "run.json").read_text()))
-    now = {"--epochs": cfg.hp.epochs, "--val-every": cfg.val_every, "--workers": cfg.workers}
-    changed = {k: v for k, v in (("--epochs", epochs), ("--val-every", val_every), ("--workers", workers))
-               if v is not None and v != now[k]}
+    # the options a resumed run may change: option -> (object holding the setting, its field, the given value)
+    settable = {"--epochs": (cfg.hp, "epochs", epochs), "--val-every": (cfg, "val_every", val_every),
+                "--workers": (cfg, "workers", workers)}
+    changed = {opt: v for opt, (obj, field, v) in settable.items() if v is not None and v != getattr(obj, field)}
     if not changed:
         return cfg, run_dir
-    cfg.hp.epochs = changed.get("--epochs", cfg.hp.epochs)
-    cfg.val_every = changed.get("--val-every", cfg.val_every)
-    cfg.workers = changed.get("--workers", cfg.workers)
+    for opt, v in changed.items():
+        setattr(settable[opt][0], settable[opt][1], v)
     # run.json keeps what the run now is (a later --resume without these options goes on with them), and the
     # recorded command the whole chain that made it
     cfg.command = " && ".join(c for c in (cfg.command, shlex.join(
