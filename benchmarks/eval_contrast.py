@@ -20,6 +20,8 @@ Usage: python benchmarks/eval_contrast.py --t1 T1 [T1 ...] [--weights aseg-unet]
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -48,7 +50,8 @@ def structure_groups(labelset_name: str = "aseg") -> dict[str, tuple[int, ...]]:
 def real_ratios(image: np.ndarray, labels: np.ndarray, groups: dict[str, tuple[int, ...]]) -> dict[str, float]:
     """Median intensity of each group (inside its labels eroded by one voxel) over that of the white matter.
     A group with no voxel left after erosion is NaN; with no white matter at all, every ratio is NaN."""
-    def median(ids) -> float:
+    @functools.lru_cache(maxsize=None)  # white matter is also one of the groups: eroded once
+    def median(ids: tuple[int, ...]) -> float:
         inside = binary_erosion(np.isin(labels, ids))
         return float(np.median(image[inside])) if inside.any() else float("nan")
 
@@ -59,8 +62,7 @@ def real_ratios(image: np.ndarray, labels: np.ndarray, groups: dict[str, tuple[i
 def generator_ratios(priors: Priors, groups: dict[str, tuple[int, ...]], draws: int, seed: int = 0,
                      cfg: SynthConfig | None = None) -> dict[str, np.ndarray]:
     """Per group, ``draws`` samples of (class mean / white-matter class mean) ** gamma of T1-contrast images."""
-    cfg = cfg or SynthConfig()
-    cfg = SynthConfig(**{**cfg.__dict__, "p_t1_contrast": 1.0})
+    cfg = dataclasses.replace(cfg or SynthConfig(), p_t1_contrast=1.0)
     rng = np.random.default_rng(seed)
     cls = {name: int(priors.classes_t1[priors.lut[ids[0]]]) for name, ids in groups.items()}
     wm_cls = int(priors.classes_t1[priors.lut[WHITE_MATTER[0]]])
