@@ -154,10 +154,12 @@ def labelset_scores(pred: np.ndarray, ref_fs: np.ndarray, labelset: str) -> dict
     ls = get_labelset(labelset)
     keep = ref_fs != IGNORE
     ref, _ = map_labels(np.where(keep, ref_fs, 0), ls, convention="freesurfer")
-    scores = {name: dice((pred == i) & keep, (ref == i) & keep)
-              for i, name in zip(ls.ids[1:], ls.names[1:]) if np.any((ref == i) & keep)}
+    masks = {name: ((pred == i) & keep, (ref == i) & keep) for i, name in zip(ls.ids[1:], ls.names[1:])}
+    masks = {name: pr for name, pr in masks.items() if pr[1].any()}
+    scores = {name: dice(p, r) for name, (p, r) in masks.items()}
     return {"mean_dice_labelset": float(np.mean([v for k, v in scores.items() if k not in NOT_IN_MEAN])),
             "labelset_per_structure": {k: round(float(v), 4) for k, v in scores.items()},
+            "labelset_voxels_pred_ref": {k: [int(p.sum()), int(r.sum())] for k, (p, r) in masks.items()},
             "labelset_absent_in_reference": [n for n in ls.names[1:] if n not in scores]}
 
 

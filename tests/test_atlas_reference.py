@@ -144,6 +144,7 @@ def test_labelset_scores_map_the_reference_and_skip_ignored_voxels_and_csf():
     assert result["labelset_per_structure"] == {"Left-Cerebral-White-Matter": 1.0, "Left-Cerebral-Cortex": 1.0,
                                                 "CSF": 0.0}
     assert result["mean_dice_labelset"] == 1.0
+    assert result["labelset_voxels_pred_ref"]["Left-Cerebral-Cortex"] == [405, 405]
     assert "Left-Thalamus" in result["labelset_absent_in_reference"]
     tissue = labelset_scores(np.where(pred == 3, 2, np.where(pred == 2, 3, 0)), ref, "tissue")
     assert tissue["labelset_per_structure"]["GM"] == 1.0 and tissue["labelset_per_structure"]["WM"] == 1.0
