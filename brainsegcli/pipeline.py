@@ -21,7 +21,7 @@ from brainsegcli.inference.cleanup import clean_labels
 from brainsegcli.inference.predictor import InferenceConfig, Network, Progress, predict_labels
 from brainsegcli.io.atomic import staged_dir
 from brainsegcli.io.conform import conform, to_native
-from brainsegcli.io.image import load_volume, looks_like_label_map, save_volume
+from brainsegcli.io.image import acquisition_warnings, load_volume, looks_like_label_map, save_volume
 from brainsegcli.labels import LabelSet, indices_to_ids
 from brainsegcli.reports import volume_rows, write_json, write_qc_png, write_volumes_csv
 from brainsegcli.volume_check import check_volumes
@@ -96,6 +96,8 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
         on_loaded()
     if looks_like_label_map(vol.data):
         note(f"{input_path}: looks like a label map, not a T1 image; results will be meaningless")
+    for msg in acquisition_warnings(vol.shape, vol.spacing):
+        note(f"{input_path}: {msg}")
 
     t = time.perf_counter()
     conf = conform(vol)

@@ -15,6 +15,7 @@ from brainsegcli.models import create_model, get_spec
 from brainsegcli.weights.checkpoint import CheckpointConfig, save_checkpoint
 
 from badfiles import REFUSED, make_bad
+from conftest import head_phantom
 
 runner = CliRunner()
 
@@ -132,6 +133,18 @@ def test_label_map_given_as_t1_warns(tmp_path, tiny_ckpt):
     assert r.exit_code == 0 and "looks like a label map" in r.output
     rep = json.loads((tmp_path / "o" / "aseg" / "report.json").read_text())
     assert any("label map" in w for w in rep["warnings"])
+
+
+def test_thick_slices_and_partial_coverage_warn(tmp_path, tiny_ckpt):
+    path = tmp_path / "slab.nii.gz"
+    nib.save(nib.Nifti1Image(head_phantom((48, 48, 8)), np.diag([2.0, 2.0, 6.0, 1.0])), path)
+    r = runner.invoke(app, ["parcellate", str(path), "-o", str(tmp_path / "o"), "--weights", str(tiny_ckpt),
+                            "--views", "axial"])
+    assert r.exit_code == 0
+    rep = json.loads((tmp_path / "o" / "slab" / "report.json").read_text())
+    assert any("2 x 2 x 6 mm" in w and "thicker than 5 mm" in w for w in rep["warnings"]), rep["warnings"]
+    assert any("covers only 96 x 96 x 48 mm" in w for w in rep["warnings"])
+    assert "thicker than 5 mm" in " ".join(r.output.split())
 
 
 def test_unwritable_output(phantom_t1, tmp_path, tiny_ckpt):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from brainsegcli.io.atomic import staged_dir
-from brainsegcli.io.image import image_stem, load_volume, looks_like_label_map, save_volume
+from brainsegcli.io.image import (
+    MAX_SLICE_MM, acquisition_warnings, image_stem, load_volume, looks_like_label_map, save_volume)
 from brainsegcli.types import BrainsegError
 
 from badfiles import REFUSED, make_bad
@@ -38,6 +39,25 @@ def test_mgz_round_trip(tmp_path):
 def test_label_map_heuristic(tmp_path):
     assert looks_like_label_map(np.asarray(nib.load(make_bad("label_map", tmp_path)).dataobj))
     assert not looks_like_label_map(head_phantom((20, 20, 20)))
+
+
+def test_acquisition_warnings():
+    assert acquisition_warnings((256, 256, 176), (1.0, 1.0, 1.0)) == []
+    assert acquisition_warnings((320, 320, 208), (0.8, 0.8, 0.8)) == []
+    assert acquisition_warnings((256, 256, 40), (0.9, 0.9, 4.0)) == []  # thick slices along one axis: trained
+    thick, = acquisition_warnings((256, 256, 25), (0.9, 0.9, 6.0))
+    assert "0.9 x 0.9 x 6 mm" in thick and "thicker than 5 mm" in thick
+    coarse, = acquisition_warnings((128, 128, 90), (2.0, 2.0, 2.0))
+    assert "more than one axis" in coarse
+    slab, = acquisition_warnings((400, 400, 40), (0.4, 0.4, 1.0))  # a 40 mm slab: partial coverage
+    assert "covers only 160 x 160 x 40 mm" in slab
+    assert len(acquisition_warnings((20, 20, 10), (2.0, 2.0, 8.0))) == 2
+
+
+def test_thick_slice_limit_is_the_training_one():
+    from brainsegcli.training.synth import SynthConfig
+
+    assert MAX_SLICE_MM == SynthConfig().max_slice_mm
 
 
 def test_image_stem():
