@@ -145,8 +145,8 @@ MIN_EXTENT_MM = 100.0
 
 
 def acquisition_warnings(shape, spacing) -> list[str]:
-    """One-line cautions about an acquisition the bundled models were not trained for, or one that cannot hold a whole brain
-    (``shape`` and ``spacing``, mm, of the input grid); empty for an ordinary 0.7-1.5 mm whole-head T1."""
+    """One-line cautions about an acquisition the bundled models were not trained for, or one that cannot hold a
+    whole brain (``shape`` and ``spacing``, mm, of the input grid); empty for an ordinary 0.7-1.5 mm whole-head T1."""
     spacing = [float(s) for s in spacing]
     dims = " x ".join(f"{s:g}" for s in spacing)
     out = []
