@@ -87,7 +87,9 @@ def test_parcellate_with_checkpoint_writes_everything(phantom_t1, tmp_path, tiny
     assert (d / "report.json").stat().st_mtime_ns == before
     r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--weights", str(tiny_ckpt), "-q",
                             "--force", "--views", "axial", "--no-tta", "--no-cleanup"])
-    assert r.exit_code == 0 and r.output == ""
+    # --quiet: no progress and no "labels written" line; the volume check's warning about this phantom still prints
+    assert r.exit_code == 0 and r.output.startswith("warning: ") and "written" not in r.output
+    assert "far outside the range" in " ".join(r.output.split())
     rep2 = json.loads((d / "report.json").read_text())
     inference = rep2["inference"]
     assert inference["views"] == ["axial"] and inference["flip_tta"] is False and rep["inference"]["flip_tta"] is True
@@ -235,6 +237,11 @@ def test_evaluate_gt_from_freesurfer(tmp_path):
     assert r.exit_code == 0, r.output
     labels = json.loads((tmp_path / "f.json").read_text())["labels"]
     assert labels["2"]["dice"] == 1.0 and labels["3"]["dice"] == 1.0
+    ref[0, 0, 0] = 9999  # no mapping rule: a warning, printed even with --quiet (the table is not)
+    g = _labels(tmp_path / "g.nii.gz", ref)
+    r = runner.invoke(app, ["evaluate", str(p), str(g), "--labelset", "tissue", "--gt-from", "freesurfer", "-q"])
+    assert r.exit_code == 0 and "9999" in r.output and "no mapping rule" in " ".join(r.output.split())
+    assert "mean Dice" not in r.output
 
 
 def test_real_subprocess_one_line_error(tmp_path):

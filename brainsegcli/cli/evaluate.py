@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from brainsegcli.cli.options import Force, Quiet, handle_errors, out_console
+from brainsegcli.cli.options import Force, Quiet, handle_errors, out_console, warn
 
 
 @handle_errors
@@ -55,6 +55,8 @@ def evaluate(
         write_csv(csv_out, results)
     if not quiet:
         _print(doc, many=pairs is not None)
+    for w in doc.get("warnings", []):  # about the result: printed even with --quiet
+        warn(w)
 
 
 def _print(doc: dict, many: bool) -> None:
@@ -77,5 +79,3 @@ def _print(doc: dict, many: bool) -> None:
         f"mean Dice {s['dice']['mean']:.4f} ± {s['dice']['sd']:.4f} over {s['dice']['n']} labels"
         f" ({s['dice']['n_nan']} empty in both, {s['hd']['n_inf']} empty in one); "
         f"mean HD95 {s['hd95']['mean']:.2f} mm, mean ASSD {s['assd']['mean']:.2f} mm", markup=False)
-    for w in doc.get("warnings", []):
-        out_console.print(f"warning: {w}", markup=False)

@@ -16,7 +16,7 @@ Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:
 Precision = Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (autocast)")]
 Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for PyTorch")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="slices per network call")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="print only errors")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="print only errors and warnings")]
 Force = Annotated[bool, typer.Option("--force", help="overwrite existing outputs")]
 Weights = Annotated[Optional[str], typer.Option(
     "--weights", help="manifest name, checkpoint folder (config.json + model.safetensors)")]

@@ -211,9 +211,9 @@ def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None, clean
 
     from brainsegcli.pipeline import parcellate_one
 
-    if quiet:
+    if quiet:  # no progress bar, but warnings still print: they are about the result
         return parcellate_one(path, target, net, ls, cfg, info, force=force, prompts=prompts, cleanup=cleanup,
-                              on_loaded=on_loaded)
+                              warn=warn, on_loaded=on_loaded)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         tasks: dict = {}
