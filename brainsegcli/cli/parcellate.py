@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -211,9 +212,11 @@ def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None, clean
 
     from brainsegcli.pipeline import parcellate_one
 
-    if quiet:  # no progress bar, but warnings still print: they are about the result
-        return parcellate_one(path, target, net, ls, cfg, info, force=force, prompts=prompts, cleanup=cleanup,
-                              warn=warn, on_loaded=on_loaded)
+    # warnings print with or without --quiet (they are about the result); only the progress bar depends on it
+    run = functools.partial(parcellate_one, path, target, net, ls, cfg, info, force=force, prompts=prompts,
+                            cleanup=cleanup, warn=warn, on_loaded=on_loaded)
+    if quiet:
+        return run()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         tasks: dict = {}
@@ -223,5 +226,4 @@ def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None, clean
                 tasks[plane] = bar.add_task(f"{path.name} {plane.value:>8}", total=max(total, 1))
             bar.update(tasks[plane], completed=done)
 
-        return parcellate_one(path, target, net, ls, cfg, info, force=force, progress=progress, warn=warn,
-                              prompts=prompts, cleanup=cleanup, on_loaded=on_loaded)
+        return run(progress=progress)
