@@ -35,7 +35,7 @@ the cerebellar exterior cerebellar cortex; the vermal lobules (no hemisphere) an
 counterpart) are left out of the score (neither a hit nor a miss).
 
 Like ``ho``, both are population references laid on an average template: they catch gross failures, but they rank
-checkpoints differently from the single-brain references (docs/checkpoints.md, session 19), so do not select on them.
+checkpoints differently from the single-brain references (docs/real-scans.md, session 19), so do not select on them.
 
 The checkpoint runs through the real ``brainseg parcellate`` command (a subprocess), so conform, inference, view
 fusion, clean-up and the return to native space are the ones users get.
