@@ -150,13 +150,13 @@ def acquisition_warnings(shape, spacing) -> list[str]:
     spacing = [float(s) for s in spacing]
     dims = " x ".join(f"{s:g}" for s in spacing)
     out = []
+    expect = "expect blurred boundaries and unreliable small-structure volumes"
     if max(spacing) > MAX_SLICE_MM:
         out.append(f"voxels of {dims} mm: slices thicker than {MAX_SLICE_MM:g} mm are beyond what the bundled models "
-                   "were trained on; expect blurred boundaries and unreliable small-structure volumes")
+                   f"were trained on; {expect}")
     elif sum(s > COARSE_MM for s in spacing) > 1:
         out.append(f"voxels of {dims} mm: coarser than {COARSE_MM:g} mm along more than one axis, which the bundled "
-                   "models were not trained on (1 mm images, at most one thick-slice axis); expect blurred boundaries "
-                   "and unreliable small-structure volumes")
+                   f"models were not trained on (1 mm images, at most one thick-slice axis); {expect}")
     extent = [n * s for n, s in zip(shape, spacing)]
     if min(extent) < MIN_EXTENT_MM:
         out.append("the image covers only " + " x ".join(f"{e:.0f}" for e in extent) + " mm, less than a whole "
