@@ -27,8 +27,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import binary_erosion
 
+from brainsegcli.contrast_check import eroded_median
 from brainsegcli.labels import get_labelset
 from brainsegcli.training.synth import Priors, SynthConfig, sample_params
 from run_parcellate import run
@@ -52,8 +52,7 @@ def real_ratios(image: np.ndarray, labels: np.ndarray, groups: dict[str, tuple[i
     A group with no voxel left after erosion is NaN; with no white matter at all, every ratio is NaN."""
     @functools.lru_cache(maxsize=None)  # white matter is also one of the groups: eroded once
     def median(ids: tuple[int, ...]) -> float:
-        inside = binary_erosion(np.isin(labels, ids))
-        return float(np.median(image[inside])) if inside.any() else float("nan")
+        return eroded_median(image, labels, ids)[0]
 
     wm = median(WHITE_MATTER)
     return {name: (median(ids) / wm if wm > 0 else float("nan")) for name, ids in groups.items()}

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from brainsegcli.contrast_check import check_contrast
 from brainsegcli.inference.aggregate import normalise_weights
 from brainsegcli.inference.cleanup import clean_labels
 from brainsegcli.inference.predictor import InferenceConfig, Network, Progress, predict_labels
@@ -138,6 +139,12 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
     volume_check = check_volumes(rows, labelset)
     if volume_check["summary"]:
         note(f"{input_path}: {volume_check['summary']}; look at qc.png")
+    contrast_check = check_contrast(conf.data, labels_conf, labelset)
+    if contrast_check["summary"]:
+        note(f"{input_path}: {contrast_check['summary']}; look at qc.png")
+    timings["checks"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     report: dict[str, Any] = {
         "input": {"path": str(Path(input_path).resolve()), "sha256": _sha256(Path(input_path)),
                   "shape": list(vol.shape), "voxel_size_mm": [round(s, 6) for s in vol.spacing],
@@ -160,7 +167,7 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
                     "total_labelled_mm3": rows[-2]["volume_mm3"], "brain_excl_csf_mm3": rows[-1]["volume_mm3"]},
         "qc": {"layout": "top: image, bottom: labels; sagittal (25 mm left of the labelled centre), coronal, "
                          "axial through the labelled centre; radiological (subject's left on the right)",
-               "volume_check": volume_check},
+               "volume_check": volume_check, "contrast_check": contrast_check},
         "warnings": warnings,
         "versions": package_versions(),
     }

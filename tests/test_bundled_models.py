@@ -11,11 +11,15 @@ make a symmetric template's left/right volumes agree whatever the network's own 
 """
 
 import csv
+import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from brainsegcli.cli.main import app
+from brainsegcli.cli.parcellate import sample_path
+from brainsegcli.io.image import load_volume, save_volume
 from brainsegcli.labels import get_labelset
 from brainsegcli.volume_check import brain_fractions, norms_for
 from brainsegcli.weights.manifest import default_entry
@@ -39,18 +43,25 @@ def test_bundled_defaults():
 
 
 @pytest.fixture(scope="module")
-def volumes(tmp_path_factory):
+def runs(tmp_path_factory):
+    """Label set -> (volumes in ml by structure name, report.json) of the default model on the sample."""
     out = tmp_path_factory.mktemp("bundled")
     runner = CliRunner()
-    vols = {}
+    res = {}
     for ls in BUNDLED:
         r = runner.invoke(app, ["parcellate", "--sample", "-o", str(out / ls), "--labelset", ls, "--quiet",
                                 "--threads", "2", "--no-tta"])
         assert r.exit_code == 0, r.output
         (case,) = list((out / ls).iterdir())
         with open(case / "volumes.csv") as fh:
-            vols[ls] = {row["name"]: float(row["volume_mm3"]) / ML for row in csv.DictReader(fh)}
-    return vols
+            vols = {row["name"]: float(row["volume_mm3"]) / ML for row in csv.DictReader(fh)}
+        res[ls] = (vols, json.loads((case / "report.json").read_text()))
+    return res
+
+
+@pytest.fixture(scope="module")
+def volumes(runs):
+    return {ls: vols for ls, (vols, _) in runs.items()}
 
 
 @pytest.mark.parametrize("labelset", BUNDLED)
@@ -90,3 +101,33 @@ def test_default_model_sizes_are_those_of_real_brains(volumes, labelset):
            for n, r in norms_for(ls).items()
            if not r["min"] / FRACTION_MARGIN <= fractions[n] <= r["max"] * FRACTION_MARGIN]
     assert not bad, "per mille of the brain: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("labelset", BUNDLED)
+def test_the_sample_passes_the_t1_contrast_check(runs, labelset):
+    """A real T1: grey matter well below white matter (0.66-0.79 on the real scans of docs/inference.md)."""
+    _, report = runs[labelset]
+    check = report["qc"]["contrast_check"]
+    if labelset == "subcortical":
+        assert check["checked"] is False
+    else:
+        assert check["t1_like"] is True and check["ratios"]["grey_over_white"] < 0.85, check
+    assert not any("T1-weighted" in w for w in report["warnings"])
+
+
+def test_an_inverted_sample_is_flagged_as_not_t1(tmp_path):
+    """The sample with its intensities inverted inside the head (CSF brightest, white matter darkest: a T2 order):
+    parcellate still labels it, and says the image does not look T1-weighted (printed under --quiet too)."""
+    vol = load_volume(sample_path())
+    data = np.asarray(vol.data, dtype=np.float32)
+    inside = data > 0
+    data[inside] = data.max() * 1.05 - data[inside]
+    src = tmp_path / "t2like.nii.gz"
+    save_volume(data, vol.affine, src)
+    r = CliRunner().invoke(app, ["parcellate", str(src), "-o", str(tmp_path / "out"), "--labelset", "aseg",
+                                 "--quiet", "--threads", "2", "--no-tta"])
+    assert r.exit_code == 0, r.output
+    assert "does not look T1-weighted: grey matter is not darker than white matter" in r.output
+    report = json.loads((tmp_path / "out" / "t2like" / "report.json").read_text())
+    check = report["qc"]["contrast_check"]
+    assert check["t1_like"] is False and check["ratios"]["grey_over_white"] > 1.2, check
