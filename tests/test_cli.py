@@ -75,7 +75,8 @@ def test_parcellate_with_checkpoint_writes_everything(phantom_t1, tmp_path, tiny
     assert rep["model"]["architecture"] == "unet" and len(rep["model"]["weights_sha256"]) == 64
     assert rep["labelset"]["name"] == "tissue" and rep["inference"]["device"] == "cpu"
     assert {"load", "conform", "view_coronal", "view_axial", "view_sagittal", "fusion", "cleanup",
-            "native_resampling", "write", "total"} <= set(rep["seconds"])
+            "native_resampling", "checks", "write", "total"} <= set(rep["seconds"])
+    assert {"volume_check", "contrast_check"} <= set(rep["qc"]) and "checked" in rep["qc"]["contrast_check"]
     cleanup = rep["inference"]["cleanup"]
     assert cleanup["applied"] is True and cleanup["removed_outside_brain_mm3"] >= 0
     assert "torch" in rep["versions"]
