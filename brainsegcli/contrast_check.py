@@ -12,13 +12,14 @@ Rules (``check_contrast``), on the conformed image the network saw:
   cerebral cortex or its parcels, lateral ventricles; ``tissue``: its three classes);
 - the image is called T1-like when grey matter is darker than white matter *and* CSF darker than grey matter
   (ratios below 1); otherwise it is flagged, naming the ratio that failed;
-- a label set without those classes (``subcortical``: deep grey matter only, whose order varies between T1
-  scans) or a segmentation with fewer than ``MIN_VOXELS`` voxels of one of them after erosion is unchecked.
+- a label set without those classes (``subcortical``: deep grey matter only, whose intensity order T1 contrast
+  does not fix) or a segmentation with fewer than ``MIN_VOXELS`` voxels of one of them after erosion is unchecked;
+- a ratio whose denominator is zero is reported as None and fails (a tissue labelled on an empty background).
 
 The bound is the contrast's definition, not a tuned margin: on real T1 scans grey matter lies at 0.66-0.79 of white
 matter (docs/inference.md), and 99 % of the generator's T1 draws below 0.95, so a flag means an inverted order, not a
-weak T1 contrast. The labels come from the model under test, so on a badly segmented image the medians mix tissues;
-the flagged order is what a T1-trained model cannot have produced from a T1 image.
+weak T1 contrast. The labels come from the model under test, so on a badly segmented image the medians mix tissues:
+the check tells a T1 image from another contrast, not a good segmentation from a bad one.
 """
 
 from __future__ import annotations
@@ -77,17 +78,18 @@ def check_contrast(image: np.ndarray, labels: np.ndarray, labelset: LabelSet) ->
         return {"checked": False, "reason": f"fewer than {MIN_VOXELS} voxels of {', '.join(few)} after erosion",
                 "voxels": counts, "t1_like": None, "summary": None}
     wm, gm, csf = (medians[n] for n in TISSUES)
-    ratios = {"grey_over_white": gm / wm if wm > 0 else float("inf"),
-              "csf_over_grey": csf / gm if gm > 0 else float("inf")}
+    ratios = {"grey_over_white": gm / wm if wm > 0 else None, "csf_over_grey": csf / gm if gm > 0 else None}
     failed = []
-    if ratios["grey_over_white"] >= 1.0:
-        failed.append(f"grey matter is not darker than white matter (median ratio {ratios['grey_over_white']:.2f})")
-    if ratios["csf_over_grey"] >= 1.0:
-        failed.append(f"CSF is not darker than grey matter (median ratio {ratios['csf_over_grey']:.2f})")
+    for key, what in (("grey_over_white", "grey matter is not darker than white matter"),
+                      ("csf_over_grey", "CSF is not darker than grey matter")):
+        r = ratios[key]
+        if r is None or r >= 1.0:
+            failed.append(f"{what} (median ratio {'undefined' if r is None else f'{r:.2f}'})")
     summary = None
     if failed:
         summary = ("the image does not look T1-weighted: " + " and ".join(failed)
                    + "; models trained on T1 (every bundled one) are much less accurate on other contrasts")
     return {"checked": True, "t1_like": not failed, "medians": {n: round(v, 2) for n, v in medians.items()},
-            "ratios": {k: round(v, 3) for k, v in ratios.items()}, "voxels": counts, "summary": summary,
+            "ratios": {k: None if v is None else round(v, 3) for k, v in ratios.items()}, "voxels": counts,
+            "summary": summary,
             "rule": "T1-like: median grey matter < white matter and CSF < grey matter (labels eroded by one voxel)"}

@@ -51,6 +51,7 @@ def test_t1_order_passes_with_its_medians_and_ratios():
     (80, 100, 20, ("grey matter",)),         # FLAIR: dark CSF, GM above WM
     (100, 100, 30, ("grey matter",)),        # no grey/white contrast at all: equal counts as not darker
     (110, 80, 90, ("CSF",)),                 # CSF brighter than grey matter
+    (0, 80, 20, ("grey matter",)),           # white matter labelled on an empty background: no ratio, a failure
 ])
 def test_other_orders_are_flagged_naming_what_failed(wm, gm, csf, fails):
     labels = phantom()
@@ -61,7 +62,8 @@ def test_other_orders_are_flagged_naming_what_failed(wm, gm, csf, fails):
     assert ("grey matter is not darker than white matter" in s) == ("grey matter" in fails)
     assert ("CSF is not darker than grey matter" in s) == ("CSF" in fails)
     if "grey matter" in fails:
-        assert f"(median ratio {gm / wm:.2f})" in s
+        assert f"(median ratio {gm / wm:.2f})" in s if wm else "(median ratio undefined)" in s
+    assert res["ratios"]["grey_over_white"] == (round(gm / wm, 3) if wm else None)
 
 
 def test_partial_volume_rim_is_ignored():
