@@ -139,6 +139,9 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
     volume_check = check_volumes(rows, labelset)
     if volume_check["summary"]:
         note(f"{input_path}: {volume_check['summary']}; look at qc.png")
+    if volume_check["brain_size"]["summary"]:
+        dims = " x ".join(f"{s:g}" for s in vol.spacing)
+        note(f"{input_path}: {volume_check['brain_size']['summary']} (it says {dims} mm voxels); look at qc.png")
     contrast_check = check_contrast(conf.data, labels_conf, labelset)
     if contrast_check["summary"]:
         note(f"{input_path}: {contrast_check['summary']}; look at qc.png")

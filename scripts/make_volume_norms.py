@@ -4,7 +4,7 @@ Usage: python scripts/make_volume_norms.py [--maps ../shared/data/synthseg] [--o
 
 Each FreeSurfer-labelled map is mapped to every label set with reference volumes (as for training), its structures
 are measured with the same ``volume_rows`` that writes volumes.csv, and each structure's per-mille of the label set's
-brain is summarised over the maps (mean, sample sd, min, max).
+brain is summarised over the maps (mean, sample sd, min, max), and so is the label set's brain itself in ml.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ import numpy as np
 from brainsegcli.io.image import load_volume
 from brainsegcli.labels import get_labelset, map_labels
 from brainsegcli.reports import volume_rows
-from brainsegcli.volume_check import brain_fractions
+from brainsegcli.volume_check import brain_fractions, brain_ml
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELSETS = ("tissue", "subcortical", "aseg")
+BRAIN = "brain_ml"  # the key of the brain's own size; no structure has that name
 
 
 def map_fractions(path: Path) -> dict[str, dict[str, float]]:
-    """{label set: {structure: per mille}} for one label map."""
+    """{label set: {structure: per mille, and "brain_ml": the label set's brain in ml}} for one label map."""
     vol = load_volume(path, kind="labels")
     out = {}
     for name in LABELSETS:
@@ -33,7 +34,8 @@ def map_fractions(path: Path) -> dict[str, dict[str, float]]:
         ids, unknown = map_labels(np.asarray(vol.data), ls)
         if unknown:
             raise SystemExit(f"{path}: labels {unknown[:10]} have no mapping into {name!r}")
-        out[name] = brain_fractions(volume_rows(ids, ls, vol.spacing), ls)
+        rows = volume_rows(ids, ls, vol.spacing)
+        out[name] = {**brain_fractions(rows, ls), BRAIN: brain_ml(rows, ls)}
     return out
 
 
@@ -45,6 +47,11 @@ def summarise(per_map: list[dict[str, float]]) -> dict[str, dict[str, float]]:
         stats[n] = {"mean": round(float(v.mean()), 4), "sd": round(float(v.std(ddof=1)), 4),
                     "min": round(float(v.min()), 4), "max": round(float(v.max()), 4)}
     return stats
+
+
+def _entry(stats: dict[str, dict[str, float]]) -> dict[str, dict]:
+    brain = stats.pop(BRAIN)
+    return {"structures": stats, BRAIN: {k: round(v, 1) for k, v in brain.items()}}
 
 
 def main() -> None:
@@ -60,7 +67,7 @@ def main() -> None:
                      "Apache-2.0): 20 real brains labelled with FreeSurfer's protocol",
            "maps": [p.name for p in maps], "n_maps": len(maps),
            "unit": "per mille of the label set's structures other than CSF",
-           "labelsets": {ls: {"structures": summarise([r[ls] for r in rows])} for ls in LABELSETS}}
+           "labelsets": {ls: _entry(summarise([r[ls] for r in rows])) for ls in LABELSETS}}
     a.out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {a.out} from {len(maps)} maps")
 

@@ -115,6 +115,31 @@ def test_the_sample_passes_the_t1_contrast_check(runs, labelset):
     assert not any("T1-weighted" in w for w in report["warnings"])
 
 
+@pytest.mark.parametrize("labelset", BUNDLED)
+def test_the_sample_passes_the_brain_size_check(runs, labelset):
+    _, report = runs[labelset]
+    size = report["qc"]["volume_check"]["brain_size"]
+    assert size["checked"] and size["verdict"] is None, size
+    assert report["warnings"] == []
+
+
+def test_a_wrong_voxel_size_is_flagged(tmp_path):
+    """The sample declared at 0.65 mm (it is 1 mm): every structure shrinks to 0.27x in ml; parcellate says the brain
+    is far too small and names the header's voxel size."""
+    vol = load_volume(sample_path())
+    affine = np.array(vol.affine, dtype=float)
+    affine[:3, :3] *= 0.65
+    src = tmp_path / "small.nii.gz"
+    save_volume(vol.data, affine, src)
+    r = CliRunner().invoke(app, ["parcellate", str(src), "-o", str(tmp_path / "out"), "--labelset", "aseg",
+                                 "--quiet", "--threads", "2", "--no-tta"])
+    assert r.exit_code == 0, r.output
+    assert "far below the 798-1413 ml of the 20 reference adult brains" in r.output
+    assert "(it says 0.65 x 0.65 x 0.65 mm voxels)" in r.output
+    size = json.loads((tmp_path / "out" / "small" / "report.json").read_text())["qc"]["volume_check"]["brain_size"]
+    assert size["verdict"] == "far below" and size["brain_ml"] < 1590 * 0.65 ** 3 * 1.2, size
+
+
 def test_an_inverted_sample_is_flagged_as_not_t1(tmp_path):
     """The sample with its intensities inverted inside the head (CSF brightest, white matter darkest: a T2 order):
     parcellate still labels it, and says the image does not look T1-weighted (printed under --quiet too)."""

@@ -7,7 +7,8 @@ import pytest
 
 from brainsegcli.labels import get_labelset, map_labels
 from brainsegcli.reports import volume_rows
-from brainsegcli.volume_check import FAR_FACTOR, UNCHECKED, brain_fractions, check_volumes, norms_for
+from brainsegcli.volume_check import (FAR_FACTOR, SIZE_FACTOR, UNCHECKED, brain_fractions, brain_ml, brain_norms_for,
+                                      check_brain_size, check_volumes, norms_for)
 
 SYNTHSEG = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthseg"
 
@@ -61,11 +62,46 @@ def test_missing_small_and_swollen_structures_are_flagged():
     assert f"and {len(norms) - 5} more" in failed["summary"]
 
 
+@pytest.mark.parametrize("name", ["tissue", "subcortical", "aseg"])
+def test_brain_size_references_are_those_of_adult_brains(name):
+    ref = brain_norms_for(get_labelset(name))
+    assert 0 < ref["min"] <= ref["mean"] <= ref["max"] and ref["sd"] > 0
+    lo, hi = (33, 59) if name == "subcortical" else (790, 1420)  # ml, the 20 maps (module docstring)
+    assert lo <= ref["min"] and ref["max"] <= hi
+
+
+@pytest.mark.parametrize("name", ["subcortical", "aseg"])
+def test_a_brain_of_wrong_size_is_flagged_with_fractions_unchanged(name):
+    """A wrong voxel size scales every structure alike: the fractions pass, the size check does not."""
+    ls = get_labelset(name)
+    ref = brain_norms_for(ls)
+    mean = _mean_rows(ls)  # per mille: a brain of 1 ml
+
+    def scaled(ml):
+        return _rows(ls, {n: v * ml for n, v in mean.items()})
+
+    assert brain_ml(scaled(ref["mean"]), ls) == pytest.approx(ref["mean"], rel=1e-3)
+    ok = check_volumes(scaled(ref["max"] * SIZE_FACTOR * 0.99), ls)
+    assert ok["flags"] == {} and ok["brain_size"]["verdict"] is None and ok["brain_size"]["summary"] is None
+    assert check_brain_size(scaled(ref["min"] / SIZE_FACTOR * 1.01), ls)["verdict"] is None
+    for factor, verdict in ((1.5 ** 3, "far above"), (0.65 ** 3, "far below")):  # 1 mm voxels declared 1.5 / 0.65
+        out = check_volumes(scaled(ref["mean"] * factor), ls)
+        assert out["flags"] == {} and out["summary"] is None
+        size = out["brain_size"]
+        assert size["checked"] and size["verdict"] == verdict
+        assert size["brain_ml"] == pytest.approx(ref["mean"] * factor, abs=0.051)  # rounded to 0.1 ml
+        assert f"{ref['mean'] * factor:.0f} ml, {verdict} the {ref['min']:.0f}-{ref['max']:.0f} ml" in size["summary"]
+        assert "voxel size" in size["summary"]
+        assert size["summary"].startswith("its 12 structures" if name == "subcortical" else "the brain (all but CSF)")
+
+
 def test_unchecked_cases():
     empty = check_volumes(_rows(get_labelset("aseg"), {}), get_labelset("aseg"))
     assert not empty["checked"] and empty["summary"] == "no brain structure was labelled"
+    assert not empty["brain_size"]["checked"] and empty["brain_size"]["summary"] is None
     dkt = check_volumes(_rows(get_labelset("dkt95"), {"Left-Thalamus": 5000.0}), get_labelset("dkt95"))
     assert not dkt["checked"] and dkt["summary"] is None and "dkt95" in dkt["reason"]
+    assert not dkt["brain_size"]["checked"] and "dkt95" in dkt["brain_size"]["reason"]
 
 
 def test_tissue_needs_white_matter():
@@ -85,7 +121,10 @@ def test_a_real_freesurfer_brain_passes_with_every_fraction_in_range():
     ids, unknown = map_labels(np.asarray(img.dataobj), ls)
     assert not unknown
     rows = volume_rows(ids, ls, img.header.get_zooms()[:3])
-    assert check_volumes(rows, ls)["flags"] == {}
+    out = check_volumes(rows, ls)
+    assert out["flags"] == {} and out["brain_size"]["verdict"] is None
+    ref = brain_norms_for(ls)
+    assert ref["min"] <= out["brain_size"]["brain_ml"] <= ref["max"]
     norms = norms_for(ls)
     for name, value in brain_fractions(rows, ls).items():
         assert norms[name]["min"] - 1e-3 <= value <= norms[name]["max"] + 1e-3
