@@ -11,6 +11,10 @@ segmentation of the original:
 - ``shift``: the voxel grid moved by a fraction of a voxel against the head (resampled);
 - ``bias_field``: a smooth multiplicative field spanning ``1 - strength`` .. ``1 + strength`` across the head;
 - ``rician_noise``: Rician noise with sigma a fraction of the 99th intensity percentile.
+
+One change moves the head itself: ``tilt`` turns it in the scanner (the same voxels, a rotated affine), so the
+network sees it tilted against the conformed axes. Its segmentation is compared through that move
+(``head_move``), not in place.
 """
 
 from __future__ import annotations
@@ -88,3 +92,31 @@ def rician_noise(data: np.ndarray, affine: np.ndarray, fraction: float, seed: in
     re = img + rng.normal(0.0, sigma, img.shape).astype(np.float32)
     im = rng.normal(0.0, sigma, img.shape).astype(np.float32)
     return np.sqrt(re * re + im * im).astype(np.float32), np.asarray(affine, float)
+
+
+def _rotation(degrees) -> np.ndarray:
+    """Rotation about world x (L-R, pitch), then y (P-A, roll), then z (I-S, yaw)."""
+    out = np.eye(3)
+    for axis, deg in enumerate(degrees):
+        t = np.deg2rad(deg)
+        i, j = [k for k in range(3) if k != axis]
+        r = np.eye(3)
+        r[i, i], r[i, j], r[j, i], r[j, j] = np.cos(t), -np.sin(t), np.sin(t), np.cos(t)
+        out = r @ out
+    return out
+
+
+def tilt(data: np.ndarray, affine: np.ndarray, degrees) -> tuple[np.ndarray, np.ndarray]:
+    """The head turned by ``degrees`` (pitch, roll, yaw) about the world point at the grid centre: voxels
+    unchanged, the affine rotated. ``head_move(affine, new_affine)`` is the move."""
+    affine = np.asarray(affine, float)
+    centre = affine[:3, :3] @ ((np.asarray(data.shape[:3], float) - 1) / 2) + affine[:3, 3]
+    move = np.eye(4)
+    move[:3, :3] = _rotation(degrees)
+    move[:3, 3] = centre - move[:3, :3] @ centre
+    return np.asarray(data), move @ affine
+
+
+def head_move(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """World -> world move of the head between two affines of the same voxel array."""
+    return np.asarray(after, float) @ np.linalg.inv(np.asarray(before, float))

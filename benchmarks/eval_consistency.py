@@ -1,5 +1,6 @@
 """Consistency of a checkpoint on one real T1 acquired differently: the same head reoriented, moved by a fraction
-of a voxel, resampled to 1.2 mm, with thick axial or coronal slices, under a bias field, with more noise.
+of a voxel, resampled to 1.2 mm, with thick axial or coronal slices, under a bias field, with more noise, or tilted
+in the scanner.
 
 No reference labels are needed: each variant (``acquisition.py``) runs through the real ``brainseg parcellate``
 (a subprocess; TTA and clean-up as users get), its conformed labels are taken back to the original scan's grid
@@ -14,7 +15,9 @@ a scan-rescan pair of the same subject is the real-world analogue.
 a non-uint8 image to 0..255 and leaves uint8 values as they are, so the network sees the same scan brighter or
 darker depending on how it was saved. ``reoriented`` stores the same voxels in another axis order: conform
 re-centres on the grid centre, which moves by one voxel along a reversed axis of even length (FreeSurfer's rule),
-so even it is not exactly 1.
+so even it is not exactly 1. ``tilted-*`` turn the head (pitch, roll, yaw in degrees) about the grid centre: the
+network sees it tilted, and its labels are taken back through the inverse turn (the synthetic training draws
+rotations up to 15 degrees about each axis, so 25 degrees of pitch lies beyond it).
 
 Usage: python benchmarks/eval_consistency.py --t1 T1 --weights W [W ...] [--variants a,b] [--no-tta] [--json F]
 """
@@ -53,7 +56,10 @@ VARIANTS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndar
     "thick-coronal-3mm": lambda d, a: acq.thick_slices(d, a, _axis_along(a, 1), 3),
     "bias-20%": lambda d, a: acq.bias_field(d, a, 0.2),
     "noise-3%": lambda d, a: acq.rician_noise(d, a, 0.03),
+    "tilted-15deg": lambda d, a: acq.tilt(d, a, (15, 5, 5)),
+    "tilted-25deg": lambda d, a: acq.tilt(d, a, (25, 0, 0)),
 }
+MOVED = {"tilted-15deg", "tilted-25deg"}  # variants that move the head in the world (same voxels, new affine)
 
 
 def regrid(labels: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, shape) -> np.ndarray:
@@ -130,19 +136,18 @@ def main() -> None:
             data, affine = VARIANTS[name](np.asarray(vol.data), vol.affine)
             path = Path(tmp) / f"{name.replace('%', 'pct')}.nii.gz"
             nib.save(nib.Nifti1Image(data, affine), str(path))
-            inputs[name] = path
-        ref_to_vox = np.linalg.inv(vol.affine)
+            inputs[name] = path, acq.head_move(vol.affine, affine) if name in MOVED else np.eye(4)
         for w in a.weights:
             base = run(a.t1, w, tta=not a.no_tta, threads=a.threads)
             ls = get_labelset(base.report["labelset"]["name"])
             model = results["models"][w] = {"labelset": ls.name}
-            for name, path in inputs.items():
+            for name, (path, move) in inputs.items():
                 out = run(path, w, tta=not a.no_tta, threads=a.threads)
-                to_ref = ref_to_vox @ out.conformed_affine
+                to_ref = np.linalg.inv(move @ vol.affine) @ out.conformed_affine  # variant conformed -> original voxel
                 back = resample_labels(out.labels_conformed, to_ref, vol.shape)
                 r = model[name] = compare(base.labels, base.labels_conformed, back, out.labels_conformed,
                                           ls.ids, ls.names)
-                ideal = regrid(base.labels_conformed, base.conformed_affine, out.conformed_affine,
+                ideal = regrid(base.labels_conformed, move @ base.conformed_affine, out.conformed_affine,
                                out.labels_conformed.shape)
                 c = compare(base.labels, base.labels_conformed, resample_labels(ideal, to_ref, vol.shape), ideal,
                             ls.ids, ls.names)

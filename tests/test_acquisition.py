@@ -139,3 +139,44 @@ def test_regrid_is_exact_for_whole_voxel_moves_and_beats_nearest_neighbour_for_f
     moved = regrid(labels, AFFINE, half, labels.shape)
     for i in (2, 7):  # ties broken by label order would shrink the core by 13 % and the shell by 6 %
         assert (moved == i).sum() == pytest.approx((labels == i).sum(), rel=0.05)
+
+
+def test_tilt_turns_the_head_about_the_grid_centre():
+    data = np.random.default_rng(2).random(SHAPE).astype(np.float32)
+    out, aff = acq.tilt(data, AFFINE, (15, 5, 5))
+    np.testing.assert_array_equal(out, data)  # the same voxels
+    move = acq.head_move(AFFINE, aff)
+    rot = move[:3, :3]
+    np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(rot) == pytest.approx(1.0)
+    assert np.degrees(np.arccos((np.trace(rot) - 1) / 2)) == pytest.approx(16.77, abs=0.01)  # one turn of 16.8 degrees
+    centre = (np.asarray(SHAPE) - 1) / 2
+    np.testing.assert_allclose(aff[:3, :3] @ centre + aff[:3, 3], AFFINE[:3, :3] @ centre + AFFINE[:3, 3])
+    _, pitched = acq.tilt(data, AFFINE, (25, 0, 0))
+    pitch = acq.head_move(AFFINE, pitched)[:3, :3]
+    np.testing.assert_allclose(pitch[:, 0], [1, 0, 0], atol=1e-12)  # pitch: about the left-right axis
+    assert pitch[1, 1] == pytest.approx(np.cos(np.radians(25)))
+
+
+def test_a_tilted_head_conforms_tilted_and_maps_back_through_the_move():
+    """The path of eval_consistency's tilted variants: conform sees the head turned; conformed labels go back to the
+    original voxels through the inverse move and land on the original structure."""
+    shape = (48, 56, 44)
+    ball = _ball(shape, (24, 40, 22), 8) & ~_ball(shape, (24, 46, 22), 4)  # 12 voxels off the centre of the turn
+    data = np.where(ball, 200.0, 20.0).astype(np.float32)
+    tilted, aff = acq.tilt(data, AFFINE, (25, 0, 0))
+    move = acq.head_move(AFFINE, aff)
+    conf = conform(Volume(tilted, aff))
+    straight = conform(Volume(data, AFFINE))
+    seg, seg0 = (conf.data > 110).astype(np.int32), (straight.data > 110).astype(np.int32)
+    assert (seg != seg0).sum() > 0.5 * seg0.sum()  # the network would see the structure turned
+
+    def back(labels, to_ref):
+        return resample_labels(labels, to_ref, shape)
+
+    right = back(seg, np.linalg.inv(move @ AFFINE) @ conf.affine)
+    wrong = back(seg, np.linalg.inv(AFFINE) @ conf.affine)  # ignoring the move
+    ids, names = (0, 1), ("bg", "ball")
+    truth = ball.astype(np.int32)
+    assert compare(truth, truth, right, right, ids, names)["mean_dice"] > 0.95
+    assert compare(truth, truth, wrong, wrong, ids, names)["mean_dice"] < 0.7
