@@ -59,7 +59,7 @@ VARIANTS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndar
     "tilted-15deg": lambda d, a: acq.tilt(d, a, (15, 5, 5)),
     "tilted-25deg": lambda d, a: acq.tilt(d, a, (25, 0, 0)),
 }
-MOVED = {"tilted-15deg", "tilted-25deg"}  # variants that move the head in the world (same voxels, new affine)
+MOVED = {n for n in VARIANTS if n.startswith("tilted-")}  # they move the head in the world (same voxels, new affine)
 
 
 def regrid(labels: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, shape) -> np.ndarray:

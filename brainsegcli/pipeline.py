@@ -22,7 +22,8 @@ from brainsegcli.inference.cleanup import clean_labels
 from brainsegcli.inference.predictor import InferenceConfig, Network, Progress, predict_labels
 from brainsegcli.io.atomic import staged_dir
 from brainsegcli.io.conform import conform, to_native
-from brainsegcli.io.image import acquisition_warnings, load_volume, looks_like_label_map, save_volume
+from brainsegcli.io.image import (acquisition_warnings, load_volume, looks_like_label_map, save_volume,
+                                  voxel_size_text)
 from brainsegcli.labels import LabelSet, indices_to_ids
 from brainsegcli.reports import volume_rows, write_json, write_qc_png, write_volumes_csv
 from brainsegcli.volume_check import check_volumes
@@ -140,8 +141,8 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
     if volume_check["summary"]:
         note(f"{input_path}: {volume_check['summary']}; look at qc.png")
     if volume_check["brain_size"]["summary"]:
-        dims = " x ".join(f"{s:g}" for s in vol.spacing)
-        note(f"{input_path}: {volume_check['brain_size']['summary']} (it says {dims} mm voxels); look at qc.png")
+        note(f"{input_path}: {volume_check['brain_size']['summary']} (it says {voxel_size_text(vol.spacing)} mm "
+             "voxels); look at qc.png")
     contrast_check = check_contrast(conf.data, labels_conf, labelset)
     if contrast_check["summary"]:
         note(f"{input_path}: {contrast_check['summary']}; look at qc.png")

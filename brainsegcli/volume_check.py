@@ -46,17 +46,21 @@ def _structures(rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
     return {r["label_id"]: r for r in rows if r["label_id"] != ""}
 
 
+def _brain_mm3(by_id: dict[Any, dict[str, Any]], labelset: LabelSet) -> float:
+    return sum(r["volume_mm3"] for lid, r in by_id.items() if not labelset.is_csf(lid))
+
+
 def brain_ml(rows: list[dict[str, Any]], labelset: LabelSet) -> float:
     """The label set's brain in ml: its structures other than CSF (for ``subcortical`` the sum of its 12
     structures), from ``volume_rows`` output."""
-    return sum(r["volume_mm3"] for lid, r in _structures(rows).items() if not labelset.is_csf(lid)) / 1000.0
+    return _brain_mm3(_structures(rows), labelset) / 1000.0
 
 
 def brain_fractions(rows: list[dict[str, Any]], labelset: LabelSet) -> dict[str, float]:
     """Per mille of the label set's brain (``brain_ml``) for each structure except the unchecked ones, from
     ``volume_rows`` output. Empty without brain."""
     by_id = _structures(rows)
-    brain = 1000.0 * brain_ml(rows, labelset)
+    brain = _brain_mm3(by_id, labelset)
     if brain <= 0:
         return {}
     skip = UNCHECKED.get(labelset.name, ())
@@ -104,13 +108,14 @@ def check_volumes(rows: list[dict[str, Any]], labelset: LabelSet) -> dict[str, A
     ``checked`` (bool), ``flags`` ({structure: {"per_mille", "ref_min", "ref_max", "verdict"}}), ``summary``
     (one line naming the flagged structures, or None) and ``brain_size`` (``check_brain_size``)."""
     norms = norms_for(labelset)
+    size = check_brain_size(rows, labelset)
     if norms is None:
         return {"checked": False, "reason": f"no reference volumes for label set {labelset.name!r}",
-                "flags": {}, "summary": None, "brain_size": check_brain_size(rows, labelset)}
+                "flags": {}, "summary": None, "brain_size": size}
     fractions = brain_fractions(rows, labelset)
     if not fractions:
         return {"checked": False, "reason": "no brain labelled", "flags": {},
-                "summary": "no brain structure was labelled", "brain_size": check_brain_size(rows, labelset)}
+                "summary": "no brain structure was labelled", "brain_size": size}
     flags = {}
     for name, ref in norms.items():
         value = fractions.get(name, 0.0)
@@ -130,5 +135,5 @@ def check_volumes(rows: list[dict[str, Any]], labelset: LabelSet) -> dict[str, A
         tail = f" and {extra} more (report.json qc.volume_check)" if extra > 0 else ""
         summary = (f"{len(named)} structure volume(s) far outside the range of the reference brains: "
                    + ", ".join(named[:SUMMARY_NAMES]) + tail)
-    return {"checked": True, "flags": flags, "summary": summary, "brain_size": check_brain_size(rows, labelset),
+    return {"checked": True, "flags": flags, "summary": summary, "brain_size": size,
             "unit": "per mille of the label set's structures other than CSF (BrainVolumeExclCSF in volumes.csv)"}

@@ -144,11 +144,16 @@ COARSE_MM = 1.5
 MIN_EXTENT_MM = 100.0
 
 
+def voxel_size_text(spacing) -> str:
+    """A voxel size as warnings print it: ``1 x 1 x 1.2``."""
+    return " x ".join(f"{float(s):g}" for s in spacing)
+
+
 def acquisition_warnings(shape, spacing) -> list[str]:
     """One-line cautions about an acquisition the bundled models were not trained for, or one that cannot hold a
     whole brain (``shape`` and ``spacing``, mm, of the input grid); empty for an ordinary 0.7-1.5 mm whole-head T1."""
     spacing = [float(s) for s in spacing]
-    dims = " x ".join(f"{s:g}" for s in spacing)
+    dims = voxel_size_text(spacing)
     out = []
     expect = "expect blurred boundaries and unreliable small-structure volumes"
     if max(spacing) > MAX_SLICE_MM:
