@@ -55,7 +55,9 @@ VARIANTS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndar
     "thick-axial-4mm": lambda d, a: acq.thick_slices(d, a, _axis_along(a, 2), 4),
     "thick-coronal-3mm": lambda d, a: acq.thick_slices(d, a, _axis_along(a, 1), 3),
     "bias-20%": lambda d, a: acq.bias_field(d, a, 0.2),
+    "bias-40%": lambda d, a: acq.bias_field(d, a, 0.4),
     "noise-3%": lambda d, a: acq.rician_noise(d, a, 0.03),
+    "noise-6%": lambda d, a: acq.rician_noise(d, a, 0.06),
     "tilted-15deg": lambda d, a: acq.tilt(d, a, (15, 5, 5)),
     "tilted-25deg": lambda d, a: acq.tilt(d, a, (25, 0, 0)),
 }

@@ -9,7 +9,8 @@ standard deviations from SynthSeg's T1 priors for a realistic T1 contrast, or un
 contrast); then a smooth multiplicative bias field, blur (isotropic, or anisotropic to mimic thick
 slices), Gaussian noise and a gamma transform (with ``thick_resample``, thick slices are also sampled at their
 spacing and interpolated back to 1 mm); optionally the extra-cerebral tissues are removed
-(skull-stripped look). The result is conformed with the same code as real inputs.
+(skull-stripped look). The result is conformed with the same code as real inputs. With ``p_atrophy``, the label
+map is first given enlarged lateral ventricles and thinner hippocampi (:mod:`brainsegcli.training.atrophy`).
 
 SynthSeg's prior files hold, per generation class, two rows: row 0 is the mean and row 1 the
 standard deviation of a normal distribution from which the class's mean (``prior_means_t1``) or
@@ -53,6 +54,12 @@ class SynthConfig:
     gamma_mean: float = 0.0             # mean of log(gamma); below 0 brightens grey matter relative to white
     uniform_mean: tuple[float, float] = (0.0, 220.0)
     uniform_std: tuple[float, float] = (0.0, 25.0)
+    # simulated atrophy (brainsegcli.training.atrophy): with probability p_atrophy, the lateral ventricles grow
+    # 0..max_ventricle_mm voxels and the hippocampi lose 0..max_hippocampus_mm layers (each drawn uniformly);
+    # drawn from a stream of its own, so that a config without it gives the images it always gave
+    p_atrophy: float = 0.0
+    max_ventricle_mm: int = 4
+    max_hippocampus_mm: int = 2
 
 
 @dataclass
@@ -106,6 +113,8 @@ class SynthParams:
     slice_axis: int = -1        # thick-slice resampling (-1: none): the axis, spacing (voxels) and first sample
     slice_mm: float = 0.0
     slice_phase: float = 0.0
+    ventricle_steps: int = 0    # simulated atrophy (brainsegcli.training.atrophy)
+    hippocampus_steps: int = 0
 
 
 def _rotation(angles_rad: np.ndarray) -> np.ndarray:
@@ -151,6 +160,11 @@ def sample_params(rng: np.random.Generator, priors: Priors, cfg: SynthConfig = S
     if thick and cfg.thick_resample:  # its own stream: the draws above stay what they were without it
         p.slice_axis, p.slice_mm = slice_axis, slice_mm
         p.slice_phase = float(np.random.default_rng([p.noise_seed, 2]).uniform(0, slice_mm))
+    if cfg.p_atrophy > 0:
+        arng = np.random.default_rng([p.noise_seed, 3])
+        if arng.random() < cfg.p_atrophy:
+            p.ventricle_steps = int(arng.integers(0, cfg.max_ventricle_mm + 1))
+            p.hippocampus_steps = int(arng.integers(0, cfg.max_hippocampus_mm + 1))
     return p
 
 
@@ -232,6 +246,10 @@ def synthesize(label_map: np.ndarray, target: np.ndarray, priors: Priors, p: Syn
 
     Returns (conformed uint8 image, deformed target, raw float image before conform).
     """
+    if p.ventricle_steps or p.hippocampus_steps:
+        from brainsegcli.training.atrophy import apply_atrophy  # (it uses this module's _box)
+
+        label_map, target = apply_atrophy(label_map, target, p.ventricle_steps, p.hippocampus_steps)
     # render only the labelled box (+ a margin for the deformation); the rest stays background
     box = _box(label_map > 0, margin=12)
     centre_shift = np.array([(b.start + b.stop - 1) / 2 - (n - 1) / 2 for b, n in zip(box, label_map.shape)])
