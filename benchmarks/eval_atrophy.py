@@ -32,9 +32,9 @@ import torch
 from brainsegcli.inference.cleanup import clean_labels
 from brainsegcli.inference.device import resolve_device, resolve_precision
 from brainsegcli.inference.predictor import InferenceConfig, predict_labels
-from brainsegcli.labels import get_labelset, ids_to_indices, map_labels
+from brainsegcli.labels import get_labelset
 from brainsegcli.metrics import dice
-from brainsegcli.training.atrophy import enlarge_ventricles, thin_hippocampus
+from brainsegcli.training.atrophy import apply_atrophy
 from brainsegcli.training.data import Subject, load_label_map
 from brainsegcli.training.synth import Priors, sample_params, synthesize
 from brainsegcli.weights.checkpoint import load_checkpoint
@@ -43,14 +43,17 @@ from eval_synth import SHARED, VARIANTS
 
 WATCH = {"ventricles": ("Left-Lateral-Ventricle", "Right-Lateral-Ventricle"),
          "hippocampus": ("Left-Hippocampus", "Right-Hippocampus", "Left-Inf-Lat-Vent", "Right-Inf-Lat-Vent")}
-CHANGES = {"ventricles": enlarge_ventricles, "hippocampus": thin_hippocampus}
 
 
-def apply_level(raw: np.ndarray, level: str) -> np.ndarray:
+def parse_level(level: str) -> tuple[int, int]:
+    """(ventricle steps, hippocampus steps) of ``none``, ``ventricles-N`` or ``hippocampus-N``: the arguments of
+    ``apply_atrophy``, the change training applies."""
+    if level == "none":
+        return 0, 0
     kind, _, n = level.rpartition("-")
-    if kind not in CHANGES or not n.isdigit():
+    if kind not in WATCH or not n.isdigit():
         raise ValueError(f"{level!r}: expected ventricles-N or hippocampus-N")
-    return CHANGES[kind](raw, int(n))
+    return (int(n), 0) if kind == "ventricles" else (0, int(n))
 
 
 def summarise(rows: list[dict], names: list[str]) -> list[dict]:
@@ -83,11 +86,10 @@ def main() -> None:
     ap.add_argument("--json", default="")
     a = ap.parse_args()
     levels = ["none"] + [x for x in a.levels.split(",") if x]
-    for lv in levels[1:]:
-        try:
-            apply_level(np.zeros((3, 3, 3), np.int16), lv)
-        except ValueError as e:
-            ap.error(str(e))
+    try:
+        steps = {lv: parse_level(lv) for lv in levels}
+    except ValueError as e:
+        ap.error(str(e))
     torch.set_num_threads(a.threads)
     model, cfg = load_checkpoint(resolve_weights(a.weights).directory)
     dev = resolve_device("cpu")
@@ -98,13 +100,12 @@ def main() -> None:
     watch = sorted({n for lv in levels[1:] for n in WATCH[lv.rpartition("-")[0]] if n in ls.names},
                    key=ls.names.index)
     rows = []
+    seed = list(VARIANTS).index(a.variant)
     for i, name in enumerate(a.maps.split(",")):
-        raw0, _, aff = load_label_map(Subject(name, Path(a.data) / f"{name}.nii.gz"), ls)
-        seed = list(VARIANTS).index(a.variant)
+        raw0, tgt0, aff = load_label_map(Subject(name, Path(a.data) / f"{name}.nii.gz"), ls)
         p = sample_params(np.random.default_rng([1234, i, seed]), priors, VARIANTS[a.variant])
         for lv in levels:
-            raw = raw0 if lv == "none" else apply_level(raw0, lv)
-            tgt = ids_to_indices(map_labels(raw, ls)[0], ls)
+            raw, tgt = apply_atrophy(raw0, tgt0, *steps[lv])
             img, y, _ = synthesize(raw, tgt, priors, p, aff)
             pred = clean_labels(predict_labels(img, model, ls, infer), ls)[0]
             vols = {}

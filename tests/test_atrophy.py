@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from eval_atrophy import apply_level, summarise  # noqa: E402
+from eval_atrophy import parse_level, summarise  # noqa: E402
 
 from brainsegcli.training.atrophy import apply_atrophy, enlarge_ventricles, thin_hippocampus  # noqa: E402
 
@@ -57,13 +57,12 @@ def test_hippocampus_thins_only_where_it_faces_white_matter_or_the_temporal_horn
     assert (two[two != a] != 0).all()
 
 
-def test_apply_level_names():
-    a = _hemispheres()
-    assert (apply_level(a, "ventricles-1") == enlarge_ventricles(a, 1)).all()
-    assert (apply_level(a, "hippocampus-2") == thin_hippocampus(a, 2)).all()
+def test_parse_level_names():
+    assert parse_level("none") == (0, 0)
+    assert parse_level("ventricles-1") == (1, 0) and parse_level("hippocampus-2") == (0, 2)
     for bad in ("ventricles", "amygdala-1", "ventricles-x"):
         with pytest.raises(ValueError):
-            apply_level(a, bad)
+            parse_level(bad)
 
 
 def test_summarise_sums_changes_over_maps():
