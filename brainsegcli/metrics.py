@@ -65,13 +65,16 @@ def boundary(mask: np.ndarray) -> np.ndarray:
     return m ^ eroded
 
 
-def _crop_box(a: np.ndarray, b: np.ndarray) -> tuple[slice, ...]:
-    both = a | b
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
+    """Bounding box of the non-zero voxels of ``mask`` grown by ``margin`` voxels on every side (clipped to the
+    grid); None when ``mask`` is empty. Shared by metrics, inference clean-up and the training generator."""
+    m = np.asarray(mask, bool)
     box = []
-    for ax in range(both.ndim):
-        other = tuple(i for i in range(both.ndim) if i != ax)
-        nz = np.flatnonzero(both.any(axis=other))
-        box.append(slice(max(int(nz[0]) - 1, 0), min(int(nz[-1]) + 2, both.shape[ax])))
+    for ax in range(m.ndim):
+        nz = np.flatnonzero(m.any(axis=tuple(i for i in range(m.ndim) if i != ax)))
+        if not nz.size:
+            return None
+        box.append(slice(max(int(nz[0]) - margin, 0), min(int(nz[-1]) + margin + 1, m.shape[ax])))
     return tuple(box)
 
 
@@ -82,7 +85,7 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing=None) -> tuple[
     p, r = np.asarray(pred, bool), np.asarray(ref, bool)
     spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0,) * p.ndim
     # crop to the union (+1 voxel) and pad with background: identical to the full-array result
-    box = _crop_box(p, r)
+    box = bounding_box(p | r, 1)
     p = np.pad(p[box], 1)
     r = np.pad(r[box], 1)
     bp, br = boundary(p), boundary(r)

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from brainsegcli.metrics import (boundary, dice, distance_metrics, evaluate_labels, iou, label_metrics,
+from brainsegcli.metrics import (boundary, bounding_box, dice, distance_metrics, evaluate_labels, iou, label_metrics,
                                  summarize, volumes)
 
 from conftest import sphere
@@ -107,3 +107,13 @@ def test_evaluate_labels_volumes_and_summary():
     assert s["n_inf"] == 1 and s["n"] == 1
     v = volumes(pred, [2], spacing=(1, 1, 2))
     assert v[2] == (500, 1000.0)
+
+
+def test_bounding_box_margin_clipping_and_empty():
+    m = np.zeros((10, 12, 8), bool)
+    assert bounding_box(m) is None and bounding_box(m, 5) is None
+    m[2, 3:6, 7] = True
+    assert bounding_box(m) == (slice(2, 3), slice(3, 6), slice(7, 8))
+    # grown by the margin on every side, clipped to the grid
+    assert bounding_box(m, 3) == (slice(0, 6), slice(0, 9), slice(4, 8))
+    assert bounding_box(np.array([0, 0, 4, 0, 9, 0]), 1) == (slice(1, 6),)  # labels count as True, any ndim

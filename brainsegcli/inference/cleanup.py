@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from brainsegcli.labels import LabelSet
+from brainsegcli.metrics import bounding_box
 
 WHOLE_BRAIN_SETS = ("tissue", "aseg", "dkt95")
 _OUTER_CSF_IDS = frozenset({24})
@@ -63,16 +64,6 @@ def outer_indices(labelset: LabelSet) -> list[int]:
 
 def _grow(box: tuple[slice, ...], pad: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(box, shape))
-
-
-def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, ...] | None:
-    """Bounding box of ``mask`` grown by ``pad`` voxels (within the grid); None when empty."""
-    from scipy.ndimage import find_objects
-
-    box = find_objects(mask.astype(np.uint8))
-    if not box or box[0] is None:
-        return None
-    return _grow(box[0], pad, mask.shape)
 
 
 def keep_near_largest(mask: np.ndarray, gap: int) -> np.ndarray:
@@ -122,7 +113,7 @@ def _whole_brain(out: np.ndarray, labelset: LabelSet, outer_margin: float, bridg
 
     outer = np.isin(out, outer_indices(labelset))
     brain = (out > 0) & ~outer
-    box = _bbox(out > 0, pad=1)
+    box = bounding_box(out > 0, 1)
     if box is None or not brain.any():
         return
     b, o = brain[box], outer[box]
@@ -153,7 +144,7 @@ def _per_structure(out: np.ndarray, labelset: LabelSet, gap: int, stats: Cleanup
     if not drop.any():
         return
     _count(out, drop, labelset, stats.relabelled_islands)
-    box = _bbox(drop, pad=8)
+    box = bounding_box(drop, 8)
     sub, d = out[box], drop[box]
     # nearest kept voxel of each dropped one; a dropped island bigger than the padding falls back to the
     # nearest voxel inside the padded box, which is kept by construction (not dropped)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainsegcli.training.synth import _box
+from brainsegcli.metrics import bounding_box
 
 SIDES = ((4, 2, 17, 5), (43, 41, 53, 44))  # per hemisphere: lateral ventricle, white matter, hippocampus, inf. lat. v.
 _SIX = np.zeros((3, 3, 3), bool)
@@ -28,7 +28,10 @@ def enlarge_ventricles(raw: np.ndarray, steps: int) -> np.ndarray:
 
     out = raw.copy()
     for vent, wm, _, _ in SIDES if steps > 0 else ():
-        sub = out[_box(out == vent, steps + 1)]  # a view: changes land in ``out``
+        box = bounding_box(out == vent, steps + 1)
+        if box is None:
+            continue
+        sub = out[box]  # a view: changes land in ``out``
         for _ in range(steps):
             sub[binary_dilation(sub == vent, _SIX) & (sub == wm)] = vent
     return out
@@ -41,7 +44,10 @@ def thin_hippocampus(raw: np.ndarray, steps: int) -> np.ndarray:
 
     out = raw.copy()
     for _, wm, hip, ilv in SIDES if steps > 0 else ():
-        sub = out[_box(out == hip, 2)]
+        box = bounding_box(out == hip, 2)
+        if box is None:
+            continue
+        sub = out[box]
         for _ in range(steps):
             sub[binary_dilation(np.isin(sub, (wm, ilv)), _SIX) & (sub == hip)] = ilv
     return out

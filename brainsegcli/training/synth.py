@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from brainsegcli.io.conform import conform, resample_labels
+from brainsegcli.metrics import bounding_box
 from brainsegcli.types import Volume
 
 
@@ -168,16 +169,6 @@ def sample_params(rng: np.random.Generator, priors: Priors, cfg: SynthConfig = S
     return p
 
 
-def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
-    if not mask.any():
-        return tuple(slice(0, n) for n in mask.shape)  # type: ignore[return-value]
-    out = []
-    for ax in range(3):
-        nz = np.flatnonzero(mask.any(axis=tuple(i for i in range(3) if i != ax)))
-        out.append(slice(max(int(nz[0]) - margin, 0), min(int(nz[-1]) + margin + 1, mask.shape[ax])))
-    return tuple(out)  # type: ignore[return-value]
-
-
 def deform(volumes: torch.Tensor, p: SynthParams) -> torch.Tensor:
     """Nearest-neighbour deformation of (C, X, Y, Z) label volumes by the affine + elastic field."""
     shape = volumes.shape[1:]
@@ -247,11 +238,11 @@ def synthesize(label_map: np.ndarray, target: np.ndarray, priors: Priors, p: Syn
     Returns (conformed uint8 image, deformed target, raw float image before conform).
     """
     if p.ventricle_steps or p.hippocampus_steps:
-        from brainsegcli.training.atrophy import apply_atrophy  # (it uses this module's _box)
+        from brainsegcli.training.atrophy import apply_atrophy
 
         label_map, target = apply_atrophy(label_map, target, p.ventricle_steps, p.hippocampus_steps)
     # render only the labelled box (+ a margin for the deformation); the rest stays background
-    box = _box(label_map > 0, margin=12)
+    box = bounding_box(label_map > 0, 12) or tuple(slice(0, n) for n in label_map.shape)
     centre_shift = np.array([(b.start + b.stop - 1) / 2 - (n - 1) / 2 for b, n in zip(box, label_map.shape)])
     # the deformation is about the volume centre: express it about the box centre
     shifted = SynthParams(**{**p.__dict__, "translation": p.translation + (p.affine - np.eye(3)) @ centre_shift})
