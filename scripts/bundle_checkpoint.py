@@ -3,7 +3,9 @@
 Usage: python scripts/bundle_checkpoint.py RUN/best --name tissue-unet [--default] [--eval-json FILE ...]
 (one --eval-json per benchmarks/eval_synth.py run, e.g. without and with --tta)
        python scripts/bundle_checkpoint.py --name tissue-unet --notes-only --status preliminary --notes "..."
-(new status notes for a bundled checkpoint: its card's Status section and the manifest entry; weights untouched)
+           [--caveat "..." ...]
+(new status notes for a bundled checkpoint: its card's Status and Known limits sections and the manifest entry;
+weights untouched; without --caveat the entry's caveats are kept)
 
 Writes brainsegcli/data/weights/NAME/{model.safetensors, config.json, README.md} and an entry (sha256,
 size, input contract, training summary, validation metrics) in both copies of weights_manifest.json.
@@ -47,17 +49,33 @@ def with_init_chain(directory: Path, training: dict) -> dict:
 MANIFESTS = (ROOT / "brainsegcli" / "data" / "weights_manifest.json", ROOT / "weights_manifest.json")
 
 
-def update_notes(name: str, status: str, notes: str) -> None:
+def status_section(status: str, notes: str, caveats: list[str]) -> str:
+    """The card's closing sections: Status, and Known limits (the manifest's ``caveats``, which ``parcellate``
+    prints and writes to report.json)."""
+    text = f"\n## Status\n\n{status}: {notes}\n"
+    if caveats:
+        text += "\n## Known limits\n\n" + "".join(f"- {c}\n" for c in caveats)
+    return text
+
+
+def update_notes(name: str, status: str, notes: str, caveats: list[str] | None = None) -> None:
     dest = ROOT / "brainsegcli" / "data" / "weights" / name
     card = (dest / "README.md").read_text()
     head, sep, _ = card.partition("\n## Status\n")
     if not sep:
         raise SystemExit(f"{dest / 'README.md'} has no Status section")
-    (dest / "README.md").write_text(f"{head}\n## Status\n\n{status}: {notes}\n")
+    if caveats is None:
+        entry = next(e for e in json.loads(MANIFESTS[0].read_text())["entries"] if e["name"] == name)
+        caveats = entry.get("caveats", [])
+    (dest / "README.md").write_text(head + status_section(status, notes, caveats))
     for path in MANIFESTS:
         doc = json.loads(path.read_text())
         entry = next(e for e in doc["entries"] if e["name"] == name)
         entry["notes"], entry["status"] = notes, status
+        if caveats:
+            entry["caveats"] = caveats
+        else:
+            entry.pop("caveats", None)
         for f in entry["files"]:
             if f["filename"] == "README.md":
                 f["sha256"], f["size"] = sha256_file(dest / "README.md"), (dest / "README.md").stat().st_size
@@ -76,9 +94,11 @@ def main() -> None:
     ap.add_argument("--license", default="apache-2.0")
     ap.add_argument("--status", choices=["preliminary", "release"], default="release")
     ap.add_argument("--notes", default="")
+    ap.add_argument("--caveat", action="append", default=None,
+                    help="a measured limit users must know to read the results (repeatable; printed by parcellate)")
     a = ap.parse_args()
     if a.notes_only:
-        return update_notes(a.name, a.status, a.notes)
+        return update_notes(a.name, a.status, a.notes, a.caveat)
     if a.checkpoint is None:
         ap.error("the checkpoint folder is required (or --notes-only)")
     model, cfg = load_checkpoint(a.checkpoint)
@@ -98,7 +118,7 @@ def main() -> None:
             card += f"- {variant}: mean Dice {ev['mean'][variant]:.3f} (" + ", ".join(
                 f"{k} {v:.3f}" for k, v in per.items()) + ")\n"
     if a.notes:
-        card += f"\n## Status\n\n{a.status}: {a.notes}\n"
+        card += status_section(a.status, a.notes, a.caveat or [])
     (dest / "README.md").write_text(card)  # cfg.name is already the bundled name
     files = []
     for f in (CONFIG_FILE, WEIGHTS_FILE, "README.md"):
@@ -121,6 +141,8 @@ def main() -> None:
              "metrics": metrics, "version": cfg.version, "default": a.default, "status": a.status}
     if a.notes:
         entry["notes"] = a.notes
+    if a.caveat:
+        entry["caveats"] = a.caveat
     for path in MANIFESTS:
         doc = json.loads(path.read_text())
         doc["entries"] = [e for e in doc["entries"] if e["name"] != a.name]

@@ -29,6 +29,14 @@ def test_manifest_schema_and_copies():
     assert sam["files"][0]["size"] == 375042383 and sam["role"] == "base"
     bases = {e["name"]: e["files"][0]["sha256"][:10] for e in doc["entries"] if e.get("role") == "base"}
     assert bases == {"sam-vit-b": "ec2df62732", "sam-vit-l": "3adcc4315b", "sam-vit-h": "a7bf3b02f3"}
+    # the measured hippocampal bias travels with every default model that labels the hippocampus
+    for e in doc["entries"]:
+        if e.get("default") and e["labelset"] in ("aseg", "subcortical"):
+            assert any("hippocampal atrophy is under-measured" in c for c in e["caveats"]), e["name"]
+    bad = json.loads(json.dumps(doc))
+    bad["entries"][3]["caveats"] = "one string, not a list"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
     # a hub revision must be a full commit id
     bad = json.loads(json.dumps(doc))
     bad["entries"][0]["source"]["revision"] = "main"
@@ -136,7 +144,8 @@ def test_dropped_connection_is_resumed_cleanly(hub, ckpt):
 def test_parcellate_with_hub_weights_and_pinned_reference(hub, ckpt, phantom_t1, tmp_path):
     rev = _publish(hub, ckpt)
     _register_hub_entry(ckpt, "brainseg/tiny", rev, status="preliminary",
-                       notes="held-out Dice 0.5. Trained for 3 minutes on one core.")
+                       notes="held-out Dice 0.5. Trained for 3 minutes on one core.",
+                       caveats=["CSF is drawn 10 % too large.", "the WM is thin"])
     out = tmp_path / "out"
     r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--weights", "tiny-hub", "-q",
                             "--views", "axial"])
@@ -144,6 +153,9 @@ def test_parcellate_with_hub_weights_and_pinned_reference(hub, ckpt, phantom_t1,
     rep = json.loads((out / "sub-01_T1w" / "report.json").read_text())
     assert "preliminary checkpoint: held-out Dice 0.5." in r.output and rep["model"]["status"] == "preliminary"
     assert "Trained for 3 minutes" not in r.output  # the warning gives the first sentence of the notes
+    # measured limits: one warning line, and in report.json with the results they qualify
+    assert "tiny-hub, known limits: CSF is drawn 10 % too large; the WM is thin." in " ".join(r.output.split())
+    assert rep["model"]["caveats"] == ["CSF is drawn 10 % too large.", "the WM is thin"]
     assert rep["model"]["weights"] == "tiny-hub" and rep["model"]["weights_sha256"] == sha256_file(
         ckpt / "model.safetensors")
     r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--weights",

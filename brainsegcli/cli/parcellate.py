@@ -48,7 +48,7 @@ def load_network(model: str | None, labelset: str | None, weights: str | None, a
                  notices: list[str] | None = None):
     """(network, labelset name, checkpoint config or None, ModelInfo).
 
-    Warnings about the model (preliminary checkpoint) go to ``notices`` when given (the caller prints them once an
+    Warnings about the model (preliminary checkpoint, known limits) go to ``notices`` when given (the caller prints them once an
     input has loaded, so that a bad input gets its one-line error alone), else are printed at once."""
     from brainsegcli.labels import get_labelset
     from brainsegcli.models import create_model, get_spec
@@ -75,16 +75,21 @@ def load_network(model: str | None, labelset: str | None, weights: str | None, a
             raise BrainsegError(f"--weights {weights} segments label set {cfg.labelset!r}, not {labelset!r}")
         if model is not None and cfg.architecture != model:
             raise BrainsegError(f"--weights {weights} is a {cfg.architecture!r} model, not {model!r}")
-        info = ModelInfo(cfg.architecture, resolved.name, resolved.sha256, resolved.source,
-                         extra={"status": resolved.status})
+        extra: dict = {"status": resolved.status}
+        msgs = []
         if resolved.status == "preliminary":
             summary = _first_sentence(resolved.notes) or "short of its accuracy targets."
-            msg = (f"{resolved.name} is a preliminary checkpoint: {summary} Model card: "
-                   f"`brainseg weights path {resolved.name}`/README.md")
+            msgs.append(f"{resolved.name} is a preliminary checkpoint: {summary} Model card: "
+                        f"`brainseg weights path {resolved.name}`/README.md")
+        if resolved.caveats:  # measured biases that change how the volumes should be read
+            extra["caveats"] = list(resolved.caveats)
+            msgs.append(f"{resolved.name}, known limits: " + "; ".join(c.rstrip(". ") for c in resolved.caveats) + ".")
+        for msg in msgs:
             if notices is None:
                 warn(msg)
             else:
                 notices.append(msg)
+        info = ModelInfo(cfg.architecture, resolved.name, resolved.sha256, resolved.source, extra=extra)
         return net, cfg.labelset, cfg, info
     ls = labelset or DEFAULT_LABELSET
     arch = model or UNTRAINED_DEFAULT[ls]

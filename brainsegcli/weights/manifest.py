@@ -184,6 +184,7 @@ class ResolvedWeights:
     source: str
     status: str = "release"     # "preliminary": trained, but short of its accuracy targets
     notes: str = ""
+    caveats: tuple[str, ...] = ()  # measured limits a user must know to read the results (manifest "caveats")
 
 
 def _looks_like_path(arg: str) -> bool:
@@ -212,7 +213,7 @@ def resolve_weights(arg: str) -> ResolvedWeights:
     folder = verify_entry(entry, fetch=True)
     sha = next((f["sha256"] for f in entry["files"] if f["filename"] == WEIGHTS_FILE), "")
     return ResolvedWeights(folder, entry["name"], sha, entry["source"]["type"], entry.get("status", "release"),
-                           entry.get("notes", ""))
+                           entry.get("notes", ""), tuple(entry.get("caveats", ())))
 
 
 def _download_unchecked(repo_id: str, filename: str, revision: str) -> Path:
