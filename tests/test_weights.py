@@ -101,6 +101,9 @@ def test_pull_cache_hit_offline_and_remove(hub, ckpt, monkeypatch):
     r = runner.invoke(app, ["weights", "list", "--json"])
     row = next(x for x in json.loads(r.output) if x["name"] == "tiny-hub")
     assert row["available"] is True and set(row) >= {"name", "architecture", "labelset", "sha256", "size", "source"}
+    assert row["status"] == "release" and row["caveats"] == []
+    aseg = next(x for x in json.loads(r.output) if x["name"] == "aseg-unet")
+    assert aseg["status"] == "preliminary" and "hippocampal" in aseg["caveats"][0]
     r = runner.invoke(app, ["weights", "verify", "tiny-hub"])
     assert r.exit_code == 0
     r = runner.invoke(app, ["weights", "remove", "tiny-hub"])

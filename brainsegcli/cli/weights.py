@@ -37,7 +37,8 @@ def _where(e: dict) -> str:
 @app.command("list")
 @handle_errors
 def list_(as_json: Json = False) -> None:
-    """Known checkpoints: name, architecture, label set, size, source, availability."""
+    """Known checkpoints: name, architecture, label set, size, source, availability (--json: also status and
+    caveats, the measured limits parcellate prints)."""
     from brainsegcli.weights.checkpoint import WEIGHTS_FILE
     from brainsegcli.weights.manifest import entries, is_available, user_manifest
 
@@ -48,7 +49,8 @@ def list_(as_json: Json = False) -> None:
         rows.append({"name": e["name"], "architecture": e.get("architecture"), "labelset": e.get("labelset"),
                      "sha256": main["sha256"], "size": sum(int(f.get("size") or 0) for f in e["files"]),
                      "source": _where(e), "available": is_available(e), "role": e.get("role", "model"),
-                     "default": bool(e.get("default")), "published": published.get(e["name"])})
+                     "default": bool(e.get("default")), "published": published.get(e["name"]),
+                     "status": e.get("status", "release"), "caveats": e.get("caveats", [])})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
