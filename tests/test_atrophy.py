@@ -128,3 +128,36 @@ def test_synthesize_draws_the_atrophied_brain():
     lv, hip = ls.names.index("Left-Lateral-Ventricle"), ls.names.index("Left-Hippocampus")
     assert (atrophied == lv).sum() - (plain == lv).sum() == 5 * 16
     assert (plain == hip).sum() - (atrophied == hip).sum() == 16
+
+
+def test_hippocampus_thickens_into_its_own_white_matter_and_temporal_horn():
+    from brainsegcli.training.atrophy import thicken_hippocampus
+
+    a = _hemispheres()
+    out = thicken_hippocampus(a, 1)
+    # one layer: the 4 x 4 white-matter face on each side (x = x0); the cortex (3, 42) around the rest stays
+    assert (out == 17).sum() - (a == 17).sum() == 16 and (out == 53).sum() - (a == 53).sum() == 16
+    assert set(np.unique(a[out != a])) == {2, 41}
+    two = thicken_hippocampus(a, 2)  # the second layer spreads in the white matter of that plane (4 x 4 ring)
+    assert (two == 17).sum() - (a == 17).sum() == 32 and (two[:20] == 53).sum() == 0
+    assert thicken_hippocampus(a, 0).tolist() == a.tolist()
+    horn = a.copy()
+    horn[2, 13:17, 3:7] = 5  # a temporal horn on the left face: the hippocampus takes it back
+    h1 = thicken_hippocampus(horn, 1)
+    assert (h1 == 5).sum() == 0 and (h1 == 17).sum() - (horn == 17).sum() == 16
+    # apply_atrophy: a negative step count thickens, and the new voxels take the hippocampus class
+    lut = {0: 0, 2: 1, 3: 2, 4: 3, 5: 4, 11: 5, 17: 6, 41: 7, 42: 8, 43: 9, 53: 10}
+    tgt = np.vectorize(lut.get)(a).astype(np.int16)
+    raw_t, tgt_t = apply_atrophy(a, tgt, 0, -1)
+    assert (raw_t == out).all() and (tgt_t[raw_t == 17] == 6).all() and (tgt_t[raw_t == 53] == 10).all()
+
+
+def test_hippocampal_growth_draws_both_directions_only_when_asked():
+    from brainsegcli.training.synth import Priors, SynthConfig, sample_params
+
+    priors = Priors.generic(np.array([0, 2, 3, 4, 17]))
+    cfg = SynthConfig(p_atrophy=1.0, max_hippocampus_mm=3, max_hippocampus_growth_mm=3)
+    steps = {sample_params(np.random.default_rng(s), priors, cfg).hippocampus_steps for s in range(80)}
+    assert steps == set(range(-3, 4))
+    old = SynthConfig(p_atrophy=1.0, max_hippocampus_mm=3)
+    assert {sample_params(np.random.default_rng(s), priors, old).hippocampus_steps for s in range(80)} == {0, 1, 2, 3}

@@ -1,4 +1,5 @@
-"""Simulated atrophy on a raw FreeSurfer label map (1 mm): enlarged lateral ventricles and thinner hippocampi.
+"""Simulated atrophy on a raw FreeSurfer label map (1 mm): enlarged lateral ventricles and thinner (or, to spread the
+hippocampal size both ways, thicker) hippocampi.
 
 The 20 real label maps behind the synthetic training hold one brain each; a network trained on them learns each
 structure's usual size as well as its look, and can under-report a change that real ageing or Alzheimer's disease
@@ -9,6 +10,10 @@ brings (``benchmarks/eval_atrophy.py`` measures it). These changes give the trai
 - ``thin_hippocampus``: each hippocampus (17, 53) loses ``steps`` layers (6-neighbourhood erosion) on the sides
   that face white matter or the inferior lateral ventricle (2, 41, 5, 44); the voxels become inferior lateral
   ventricle (5, 44), the temporal horn that widens as the hippocampus shrinks.
+- ``thicken_hippocampus``: the counterpart, ``steps`` layers (6-neighbourhood dilation) added to each hippocampus
+  over the white matter and temporal horn of its own hemisphere that touch it. Training on thinned hippocampi only
+  teaches a smaller hippocampus (docs/real-scans.md, "Every training brain atrophied"); drawing both directions
+  spreads the size without moving its centre.
 """
 
 from __future__ import annotations
@@ -53,15 +58,35 @@ def thin_hippocampus(raw: np.ndarray, steps: int) -> np.ndarray:
     return out
 
 
+def thicken_hippocampus(raw: np.ndarray, steps: int) -> np.ndarray:
+    """Copy of ``raw`` with each hippocampus grown ``steps`` layers into the white matter and temporal horn of its
+    hemisphere (the sides that ``thin_hippocampus`` erodes)."""
+    from scipy.ndimage import binary_dilation
+
+    out = raw.copy()
+    for _, wm, hip, ilv in SIDES if steps > 0 else ():
+        box = bounding_box(out == hip, steps + 1)
+        if box is None:
+            continue
+        sub = out[box]
+        for _ in range(steps):
+            sub[binary_dilation(sub == hip, _SIX) & np.isin(sub, (wm, ilv))] = hip
+    return out
+
+
 def apply_atrophy(raw: np.ndarray, target: np.ndarray, ventricle_steps: int, hippocampus_steps: int
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(raw, target) with both changes applied; each changed voxel takes the target class that its new raw label
-    has elsewhere in the same map (a label the map lacks is not drawn: ``target`` keeps those voxels' class)."""
-    if ventricle_steps <= 0 and hippocampus_steps <= 0:
+    """(raw, target) with both changes applied (``hippocampus_steps`` < 0: the hippocampi are thickened by that
+    many layers); each changed voxel takes the target class that its new raw label has elsewhere in the same map
+    (a label the map lacks is not drawn: ``target`` keeps those voxels' class)."""
+    if ventricle_steps <= 0 and hippocampus_steps == 0:
         return raw, target
     raw = np.ascontiguousarray(raw)  # the cached label maps are Fortran-ordered: mixed orders are slow
     new = enlarge_ventricles(raw, ventricle_steps) if ventricle_steps > 0 else raw
-    new = thin_hippocampus(new, hippocampus_steps) if hippocampus_steps > 0 else new
+    if hippocampus_steps > 0:
+        new = thin_hippocampus(new, hippocampus_steps)
+    elif hippocampus_steps < 0:
+        new = thicken_hippocampus(new, -hippocampus_steps)
     changed = np.flatnonzero(new != raw)
     if not changed.size:
         return raw, target

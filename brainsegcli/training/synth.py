@@ -56,11 +56,13 @@ class SynthConfig:
     uniform_mean: tuple[float, float] = (0.0, 220.0)
     uniform_std: tuple[float, float] = (0.0, 25.0)
     # simulated atrophy (brainsegcli.training.atrophy): with probability p_atrophy, the lateral ventricles grow
-    # 0..max_ventricle_mm voxels and the hippocampi lose 0..max_hippocampus_mm layers (each drawn uniformly);
+    # 0..max_ventricle_mm voxels and the hippocampi lose 0..max_hippocampus_mm layers (each drawn uniformly; with
+    # max_hippocampus_growth_mm, from -growth..max_hippocampus_mm: a negative draw thickens them instead);
     # drawn from a stream of its own, so that a config without it gives the images it always gave
     p_atrophy: float = 0.0
     max_ventricle_mm: int = 4
     max_hippocampus_mm: int = 2
+    max_hippocampus_growth_mm: int = 0
 
 
 @dataclass
@@ -165,7 +167,7 @@ def sample_params(rng: np.random.Generator, priors: Priors, cfg: SynthConfig = S
         arng = np.random.default_rng([p.noise_seed, 3])
         if arng.random() < cfg.p_atrophy:
             p.ventricle_steps = int(arng.integers(0, cfg.max_ventricle_mm + 1))
-            p.hippocampus_steps = int(arng.integers(0, cfg.max_hippocampus_mm + 1))
+            p.hippocampus_steps = int(arng.integers(-cfg.max_hippocampus_growth_mm, cfg.max_hippocampus_mm + 1))
     return p
 
 
