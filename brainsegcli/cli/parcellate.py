@@ -48,8 +48,8 @@ def load_network(model: str | None, labelset: str | None, weights: str | None, a
                  notices: list[str] | None = None):
     """(network, labelset name, checkpoint config or None, ModelInfo).
 
-    Warnings about the model (preliminary checkpoint, known limits) go to ``notices`` when given (the caller prints them once an
-    input has loaded, so that a bad input gets its one-line error alone), else are printed at once."""
+    Warnings about the model (preliminary checkpoint, known limits) go to ``notices`` when given (the caller prints
+    them once an input has loaded, so that a bad input gets its one-line error alone), else are printed at once."""
     from brainsegcli.labels import get_labelset
     from brainsegcli.models import create_model, get_spec
     from brainsegcli.pipeline import ModelInfo
