@@ -27,50 +27,43 @@ _SIX = np.zeros((3, 3, 3), bool)
 _SIX[1, 1, :] = _SIX[1, :, 1] = _SIX[:, 1, 1] = True
 
 
-def enlarge_ventricles(raw: np.ndarray, steps: int) -> np.ndarray:
-    """Copy of ``raw`` with the lateral ventricles grown ``steps`` voxels into their hemisphere's white matter."""
+def _grow(out: np.ndarray, around: int, pad: int, grow: tuple[int, ...], into: tuple[int, ...], new: int,
+          steps: int) -> None:
+    """In place, inside the bounding box of label ``around`` padded by ``pad``: ``steps`` times, the voxels of
+    ``into`` next to (6-neighbourhood) a voxel of ``grow`` become ``new``."""
     from scipy.ndimage import binary_dilation
 
+    box = bounding_box(out == around, pad)
+    if box is None:
+        return
+    sub = out[box]  # a view: changes land in ``out``
+    for _ in range(steps):
+        sub[binary_dilation(np.isin(sub, grow), _SIX) & np.isin(sub, into)] = new
+
+
+def enlarge_ventricles(raw: np.ndarray, steps: int) -> np.ndarray:
+    """Copy of ``raw`` with the lateral ventricles grown ``steps`` voxels into their hemisphere's white matter."""
     out = raw.copy()
     for vent, wm, _, _ in SIDES if steps > 0 else ():
-        box = bounding_box(out == vent, steps + 1)
-        if box is None:
-            continue
-        sub = out[box]  # a view: changes land in ``out``
-        for _ in range(steps):
-            sub[binary_dilation(sub == vent, _SIX) & (sub == wm)] = vent
+        _grow(out, vent, steps + 1, (vent,), (wm,), vent, steps)
     return out
 
 
 def thin_hippocampus(raw: np.ndarray, steps: int) -> np.ndarray:
     """Copy of ``raw`` with each hippocampus eroded ``steps`` layers where it faces white matter or the temporal
     horn; the voxels taken become inferior lateral ventricle."""
-    from scipy.ndimage import binary_dilation
-
     out = raw.copy()
     for _, wm, hip, ilv in SIDES if steps > 0 else ():
-        box = bounding_box(out == hip, 2)
-        if box is None:
-            continue
-        sub = out[box]
-        for _ in range(steps):
-            sub[binary_dilation(np.isin(sub, (wm, ilv)), _SIX) & (sub == hip)] = ilv
+        _grow(out, hip, 2, (wm, ilv), (hip,), ilv, steps)
     return out
 
 
 def thicken_hippocampus(raw: np.ndarray, steps: int) -> np.ndarray:
     """Copy of ``raw`` with each hippocampus grown ``steps`` layers into the white matter and temporal horn of its
     hemisphere (the sides that ``thin_hippocampus`` erodes)."""
-    from scipy.ndimage import binary_dilation
-
     out = raw.copy()
     for _, wm, hip, ilv in SIDES if steps > 0 else ():
-        box = bounding_box(out == hip, steps + 1)
-        if box is None:
-            continue
-        sub = out[box]
-        for _ in range(steps):
-            sub[binary_dilation(sub == hip, _SIX) & np.isin(sub, (wm, ilv))] = hip
+        _grow(out, hip, steps + 1, (hip,), (wm, ilv), hip, steps)
     return out
 
 
