@@ -17,7 +17,7 @@ Per map, version and structure: true and measured volume (ml) and Dice; the summ
 against the true change from the unchanged map (``measured / true`` change: 1 = the atrophy is measured in full).
 
 Usage: python benchmarks/eval_atrophy.py --weights aseg-unet [--maps ...] [--levels ventricles-2,...] [--tta]
-       [--json F]
+       [--no-refine-edges] [--json F]
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainsegcli.inference.cleanup import clean_labels
 from brainsegcli.inference.device import resolve_device, resolve_precision
 from brainsegcli.inference.predictor import InferenceConfig, predict_labels
+from brainsegcli.inference.refine import postprocess
 from brainsegcli.labels import get_labelset
 from brainsegcli.metrics import dice
 from brainsegcli.training.atrophy import apply_atrophy
@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--variant", default="t1-head", choices=list(VARIANTS), help="generator settings (eval_synth)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tta", action="store_true")
+    ap.add_argument("--no-refine-edges", action="store_true", help="as parcellate --no-refine-edges")
     ap.add_argument("--json", default="")
     a = ap.parse_args()
     levels = ["none"] + [x for x in a.levels.split(",") if x]
@@ -107,7 +108,7 @@ def main() -> None:
         for lv in levels:
             raw, tgt = apply_atrophy(raw0, tgt0, *steps[lv])
             img, y, _ = synthesize(raw, tgt, priors, p, aff)
-            pred = clean_labels(predict_labels(img, model, ls, infer), ls)[0]
+            pred = postprocess(predict_labels(img, model, ls, infer), img, ls, refine=not a.no_refine_edges)
             vols = {}
             for n in watch:
                 c = ls.names.index(n)
@@ -123,7 +124,8 @@ def main() -> None:
         print(f"| {s['level']} | {s['structure']} | {s['true_change_ml']:+.2f} | {s['measured_change_ml']:+.2f} | "
               f"{s['measured_over_true']:.2f} |")
     if a.json:
-        Path(a.json).write_text(json.dumps({"weights": a.weights, "tta": a.tta, "variant": a.variant, "rows": rows,
+        Path(a.json).write_text(json.dumps({"weights": a.weights, "tta": a.tta, "variant": a.variant,
+                                            "refine_edges": not a.no_refine_edges, "rows": rows,
                                             "summary": summary}, indent=1))
 
 

@@ -41,7 +41,7 @@ The checkpoint runs through the real ``brainseg parcellate`` command (a subproce
 fusion, clean-up and the return to native space are the ones users get.
 
 Usage: python benchmarks/eval_mni_subcortical.py --weights NAME_OR_DIR --template T1.nii.gz --atlas ATLAS.nii.gz
-       [--atlas-labels LABELS] [--atlas-kind ho|aal|freesurfer|nmm] [--no-tta] [--no-cleanup] [--json out.json]
+       [--atlas-labels LABELS] [--atlas-kind ho|aal|freesurfer|nmm] [--no-tta] [--no-cleanup] [--no-refine-edges] [--json out.json]
 """
 
 from __future__ import annotations
@@ -189,6 +189,7 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.5, help="ho only: the maxprob threshold")
     ap.add_argument("--no-tta", action="store_true")
     ap.add_argument("--no-cleanup", action="store_true", help="score the raw network output (parcellate --no-cleanup)")
+    ap.add_argument("--no-refine-edges", action="store_true", help="parcellate --no-refine-edges")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -204,7 +205,8 @@ def main() -> None:
         ref = freesurfer_reference(Path(a.atlas), grid)
     else:
         ref = nmm_reference(Path(a.atlas), Path(a.atlas_labels), grid)
-    pred, report = parcellate(a.template, a.weights, tta=not a.no_tta, cleanup=not a.no_cleanup, threads=a.threads)
+    pred, report = parcellate(a.template, a.weights, tta=not a.no_tta, cleanup=not a.no_cleanup,
+                              refine=not a.no_refine_edges, threads=a.threads)
     assert pred.shape == ref.shape, "native-space labels must lie on the template's grid"
     labelset = report["labelset"]["name"]
     if labelset == "tissue" and not whole_brain:

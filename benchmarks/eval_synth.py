@@ -2,7 +2,7 @@
 contrasts and resolutions (the model-card numbers of the bundled checkpoints).
 
 Usage: python benchmarks/eval_synth.py --weights RUN/best --maps training_seg_18,training_seg_19,training_seg_20
-       [--variants t1-head,...] [--tta] [--no-cleanup] [--json F]
+       [--variants t1-head,...] [--tta] [--no-cleanup] [--no-refine-edges] [--json F]
 
 The JSON also holds, per variant and structure, the predicted volume over the true volume summed over the maps
 (``volume_ratio``): above 1 a structure is drawn too large, below 1 too small (compare with the same ratio on real
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainsegcli.inference.cleanup import clean_labels
 from brainsegcli.inference.device import resolve_device, resolve_precision
 from brainsegcli.inference.predictor import InferenceConfig, predict_labels
+from brainsegcli.inference.refine import postprocess
 from brainsegcli.labels import get_labelset
 from brainsegcli.metrics import dice
 from brainsegcli.training.data import Subject, load_label_map
@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                     help=f"comma-separated subset of {', '.join(VARIANTS)} (default: %(default)s)")
     ap.add_argument("--no-cleanup", action="store_true", help="score the raw network output (parcellate --no-cleanup)")
+    ap.add_argument("--no-refine-edges", action="store_true", help="as parcellate --no-refine-edges")
     a = ap.parse_args()
     if not set(a.variants.split(",")) <= set(VARIANTS):
         ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
@@ -75,9 +76,8 @@ def main() -> None:
                 continue
             p = sample_params(np.random.default_rng([1234, i, SEED_INDEX.get(vname, j)]), priors, scfg)
             img, y, _ = synthesize(raw, tgt, priors, p, aff)
-            pred = predict_labels(img, model, ls, infer)
-            if not a.no_cleanup:
-                pred = clean_labels(pred, ls)[0]
+            pred = postprocess(predict_labels(img, model, ls, infer), img, ls, cleanup=not a.no_cleanup,
+                               refine=not a.no_refine_edges)
             voxels[vname] += [np.bincount(pred.ravel(), minlength=ls.num_classes)[:ls.num_classes],
                               np.bincount(y.ravel(), minlength=ls.num_classes)[:ls.num_classes]]
             for c in range(1, ls.num_classes):
@@ -99,7 +99,8 @@ def main() -> None:
     if a.json:
         per_structure = {v: {n: float(np.mean(x)) for n, x in s.items()} for v, s in scores.items()}
         Path(a.json).write_text(json.dumps({"per_structure": per_structure, "mean": means, "volume_ratio": ratio,
-                                            "tta": a.tta, "cleanup": not a.no_cleanup, "device": dev.type},
+                                            "tta": a.tta, "cleanup": not a.no_cleanup,
+                                            "refine_edges": not a.no_refine_edges, "device": dev.type},
                                            indent=2))
 
 

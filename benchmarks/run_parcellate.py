@@ -29,12 +29,13 @@ class Outputs:
     report: dict
 
 
-def run(t1: str | Path, weights: str, *, tta: bool = True, cleanup: bool = True, threads: int = 2) -> Outputs:
+def run(t1: str | Path, weights: str, *, tta: bool = True, cleanup: bool = True, refine: bool = True,
+        threads: int = 2) -> Outputs:
     """``brainseg parcellate T1 --weights W`` in a subprocess; its outputs read back."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "brainsegcli", "parcellate", str(t1), "-o", tmp, "--weights", weights,
                "--threads", str(threads), "--quiet", "--tta" if tta else "--no-tta",
-               "--cleanup" if cleanup else "--no-cleanup"]
+               "--cleanup" if cleanup else "--no-cleanup", "--refine-edges" if refine else "--no-refine-edges"]
         subprocess.run(cmd, check=True)
         out = next(Path(tmp).iterdir())
         conformed = load_volume(out / "labels_conformed.nii.gz", kind="labels")
@@ -45,8 +46,8 @@ def run(t1: str | Path, weights: str, *, tta: bool = True, cleanup: bool = True,
                        report=json.loads((out / "report.json").read_text()))
 
 
-def parcellate(t1: str | Path, weights: str, *, tta: bool = True, cleanup: bool = True,
+def parcellate(t1: str | Path, weights: str, *, tta: bool = True, cleanup: bool = True, refine: bool = True,
                threads: int = 2) -> tuple[np.ndarray, dict]:
     """Native-space label map (FreeSurfer ids, int32) and the JSON report of ``brainseg parcellate T1``."""
-    res = run(t1, weights, tta=tta, cleanup=cleanup, threads=threads)
+    res = run(t1, weights, tta=tta, cleanup=cleanup, refine=refine, threads=threads)
     return res.labels, res.report

@@ -19,6 +19,7 @@ import torch
 from brainsegcli.contrast_check import check_contrast
 from brainsegcli.inference.aggregate import normalise_weights
 from brainsegcli.inference.cleanup import clean_labels
+from brainsegcli.inference.refine import applies_to, refine_edges
 from brainsegcli.inference.predictor import InferenceConfig, Network, Progress, predict_labels
 from brainsegcli.io.atomic import staged_dir
 from brainsegcli.io.conform import conform, to_native
@@ -78,10 +79,12 @@ class PromptOptions:
 def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelset: LabelSet,
                    cfg: InferenceConfig, model_info: ModelInfo, *, force: bool = False,
                    progress: Progress | None = None, warn: Callable[[str], None] | None = None,
-                   prompts: PromptOptions | None = None, cleanup: bool = True,
+                   prompts: PromptOptions | None = None, cleanup: bool = True, refine: bool = True,
                    on_loaded: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run the whole job for one input; returns the report dictionary. ``cleanup``: drop labels that are
-    not connected to the brain and stray islands of a structure (brainsegcli.inference.cleanup).
+    not connected to the brain and stray islands of a structure (brainsegcli.inference.cleanup). ``refine``:
+    move the hippocampus' edge against the temporal horn to the image's intensity edge
+    (brainsegcli.inference.refine; label sets with a hippocampus and both ventricles).
     ``on_loaded`` is called once the input has loaded and passed its checks, before any other work."""
     timings: dict[str, float] = {}
     warnings: list[str] = []
@@ -129,6 +132,12 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
         if stats.removed_brain > CLEANUP_WARN_MM3:
             note(f"{input_path}: {stats.removed_brain / 1000:.1f} ml labelled as brain lay away from the brain (face, "
                  "neck?) and was removed; look at qc.png")
+    refine_info: dict[str, Any] = {"applied": False}
+    if refine and applies_to(labelset):
+        t = time.perf_counter()
+        indices, rstats = refine_edges(indices, conf.data, labelset)
+        timings["edge_refinement"] = time.perf_counter() - t
+        refine_info = {"applied": True, **rstats.as_dict()}
     labels_conf = indices_to_ids(indices, labelset)
 
     t = time.perf_counter()
@@ -166,7 +175,7 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
                       "sagittal_lr_merge": cfg.sagittal_lr_merge, "flip_tta": cfg.flip_tta,
                       "threads": torch.get_num_threads(),
                       "native_resampling": "nearest neighbour of the conformed labels",
-                      "prompts": prompt_info, "cleanup": cleanup_info},
+                      "prompts": prompt_info, "cleanup": cleanup_info, "edge_refinement": refine_info},
         "volumes": {"space": "conformed (1 mm isotropic)",
                     "total_labelled_mm3": rows[-2]["volume_mm3"], "brain_excl_csf_mm3": rows[-1]["volume_mm3"]},
         "qc": {"layout": "top: image, bottom: labels; sagittal (25 mm left of the labelled centre), coronal, "

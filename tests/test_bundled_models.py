@@ -116,6 +116,23 @@ def test_the_sample_passes_the_t1_contrast_check(runs, labelset):
 
 
 @pytest.mark.parametrize("labelset", BUNDLED)
+def test_edge_refinement_on_the_sample(runs, labelset):
+    """aseg only (tissue and subcortical have no temporal horn): both hippocampi judged, the ventricles darker
+    than the hippocampus (T1), and on this real healthy brain the network's edge already lies at the image's
+    (docs/inference.md: 0 voxels relabelled with TTA, session 29)."""
+    _, report = runs[labelset]
+    refine = report["inference"]["edge_refinement"]
+    if labelset != "aseg":
+        assert refine == {"applied": False}
+        return
+    assert refine["applied"] and [s["structure"] for s in refine["structures"]] == ["Left-Hippocampus",
+                                                                                  "Right-Hippocampus"]
+    for s in refine["structures"]:
+        assert s["applied"] and s["csf_intensity"] < s["threshold"] < s["structure_intensity"], s
+    assert refine["relabelled_mm3"] < 200, refine
+
+
+@pytest.mark.parametrize("labelset", BUNDLED)
 def test_the_sample_passes_the_brain_size_check(runs, labelset):
     _, report = runs[labelset]
     size = report["qc"]["volume_check"]["brain_size"]

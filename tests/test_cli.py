@@ -79,6 +79,7 @@ def test_parcellate_with_checkpoint_writes_everything(phantom_t1, tmp_path, tiny
     assert {"volume_check", "contrast_check"} <= set(rep["qc"]) and "checked" in rep["qc"]["contrast_check"]
     cleanup = rep["inference"]["cleanup"]
     assert cleanup["applied"] is True and cleanup["removed_outside_brain_mm3"] >= 0
+    assert rep["inference"]["edge_refinement"] == {"applied": False}  # tissue: no hippocampus
     assert "torch" in rep["versions"]
 
     # existing outputs are kept unless --force
@@ -95,6 +96,27 @@ def test_parcellate_with_checkpoint_writes_everything(phantom_t1, tmp_path, tiny
     inference = rep2["inference"]
     assert inference["views"] == ["axial"] and inference["flip_tta"] is False and rep["inference"]["flip_tta"] is True
     assert inference["cleanup"] == {"applied": False} and "cleanup" not in rep2["seconds"]
+
+
+def test_parcellate_edge_refinement_flag(phantom_t1, tmp_path):
+    """aseg: the refinement runs by default and reports per hippocampus; --no-refine-edges skips it."""
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny-aseg"
+    save_checkpoint(ckpt, create_model("unet", num_classes=33, tiny=True),
+                    CheckpointConfig(architecture="unet", labelset="aseg", model_args=dict(get_spec("unet").tiny_args),
+                                     name="tiny-aseg"))
+    reports = {}
+    for flag in ("--refine-edges", "--no-refine-edges"):
+        out = tmp_path / flag
+        r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--weights", str(ckpt), "-q",
+                                "--views", "axial", "--no-tta", flag])
+        assert r.exit_code == 0, r.output
+        reports[flag] = json.loads((out / "sub-01_T1w" / "report.json").read_text())
+    on = reports["--refine-edges"]["inference"]["edge_refinement"]
+    assert on["applied"] is True and len(on["structures"]) == 2 and on["relabelled_mm3"] >= 0
+    assert "edge_refinement" in reports["--refine-edges"]["seconds"]
+    assert reports["--no-refine-edges"]["inference"]["edge_refinement"] == {"applied": False}
+    assert "edge_refinement" not in reports["--no-refine-edges"]["seconds"]
 
 
 def test_weights_labelset_mismatch_is_refused(phantom_t1, tmp_path, tiny_ckpt):

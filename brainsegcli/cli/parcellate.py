@@ -136,6 +136,8 @@ def parcellate(
                                                                   "per structure, fed back as prompts")] = False,
     cleanup: Annotated[bool, typer.Option("--cleanup/--no-cleanup", help="drop labels not connected to the brain "
                        "(face, neck) and stray islands of a structure")] = True,
+    refine: Annotated[bool, typer.Option("--refine-edges/--no-refine-edges", help="aseg, dkt95: move the "
+                      "hippocampus' edge against the temporal horn to the image's intensity edge")] = True,
     force: Force = False,
     quiet: Quiet = False,
 ) -> None:
@@ -198,7 +200,8 @@ def parcellate(
     failures = 0
     for path, stem in jobs:
         try:
-            report = _run_one(path, out / stem, net, ls, cfg, info, force, quiet, prompt_opts, cleanup, on_loaded)
+            report = _run_one(path, out / stem, net, ls, cfg, info, force, quiet, prompt_opts, cleanup, refine,
+                                  on_loaded)
         except BrainsegError as exc:
             if len(jobs) == 1:
                 raise
@@ -212,14 +215,15 @@ def parcellate(
         raise typer.Exit(1)
 
 
-def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None, cleanup=True, on_loaded=None):
+def _run_one(path, target, net, ls, cfg, info, force, quiet, prompts=None, cleanup=True, refine=True,
+             on_loaded=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from brainsegcli.pipeline import parcellate_one
 
     # warnings print with or without --quiet (they are about the result); only the progress bar depends on it
     run = functools.partial(parcellate_one, path, target, net, ls, cfg, info, force=force, prompts=prompts,
-                            cleanup=cleanup, warn=warn, on_loaded=on_loaded)
+                            cleanup=cleanup, refine=refine, warn=warn, on_loaded=on_loaded)
     if quiet:
         return run()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
