@@ -41,7 +41,8 @@ The checkpoint runs through the real ``brainseg parcellate`` command (a subproce
 fusion, clean-up and the return to native space are the ones users get.
 
 Usage: python benchmarks/eval_mni_subcortical.py --weights NAME_OR_DIR --template T1.nii.gz --atlas ATLAS.nii.gz
-       [--atlas-labels LABELS] [--atlas-kind ho|aal|freesurfer|nmm] [--no-tta] [--no-cleanup] [--no-refine-edges] [--json out.json]
+       [--atlas-labels LABELS] [--atlas-kind ho|aal|freesurfer|nmm] [--no-tta] [--no-cleanup] [--no-refine-edges]
+       [--json out.json]
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def _robust_sd(values: np.ndarray) -> float:
 
 
 def _one(out: np.ndarray, img: np.ndarray, s: int, ilv: int, lv: int, name: str, iterations: int, reach: int,
-         min_contrast: float, sigma: float = 0.0) -> EdgeStats:
+         min_contrast: float, sigma: float) -> EdgeStats:
     from scipy.ndimage import binary_dilation, binary_erosion
 
     box = bounding_box(out == s, reach + iterations + 1)
@@ -137,7 +137,8 @@ def refine_edges(indices: np.ndarray, image: np.ndarray, labelset: LabelSet, ite
     for row in HIPPOCAMPAL_EDGES:
         if set(row) <= ids:
             s, ilv, lv = (labelset.index_of(v) for v in row)
-            stats.structures.append(_one(out, img, s, ilv, lv, labelset.names[s], iterations, reach, min_contrast, sigma))
+            stats.structures.append(_one(out, img, s, ilv, lv, labelset.names[s], iterations, reach, min_contrast,
+                                         sigma))
     return out, stats
 
 
