@@ -201,7 +201,7 @@ def parcellate(
     for path, stem in jobs:
         try:
             report = _run_one(path, out / stem, net, ls, cfg, info, force, quiet, prompt_opts, cleanup, refine,
-                                  on_loaded)
+                              on_loaded)
         except BrainsegError as exc:
             if len(jobs) == 1:
                 raise
