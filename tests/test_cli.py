@@ -22,11 +22,15 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
+    return _tiny_unet(tmp_path_factory.mktemp("ckpt") / "tiny-unet", "tissue", 4)
+
+
+def _tiny_unet(d, labelset: str, num_classes: int):
+    """A tiny U-Net checkpoint (seeded random weights) of ``labelset`` at ``d``."""
     torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("ckpt") / "tiny-unet"
-    model = create_model("unet", num_classes=4, tiny=True)
-    save_checkpoint(d, model, CheckpointConfig(architecture="unet", labelset="tissue",
-                                               model_args=dict(get_spec("unet").tiny_args), name="tiny-unet"))
+    save_checkpoint(d, create_model("unet", num_classes=num_classes, tiny=True),
+                    CheckpointConfig(architecture="unet", labelset=labelset,
+                                     model_args=dict(get_spec("unet").tiny_args), name=d.name))
     return d
 
 
@@ -100,11 +104,7 @@ def test_parcellate_with_checkpoint_writes_everything(phantom_t1, tmp_path, tiny
 
 def test_parcellate_edge_refinement_flag(phantom_t1, tmp_path):
     """aseg: the refinement runs by default and reports per hippocampus; --no-refine-edges skips it."""
-    torch.manual_seed(0)
-    ckpt = tmp_path / "tiny-aseg"
-    save_checkpoint(ckpt, create_model("unet", num_classes=33, tiny=True),
-                    CheckpointConfig(architecture="unet", labelset="aseg", model_args=dict(get_spec("unet").tiny_args),
-                                     name="tiny-aseg"))
+    ckpt = _tiny_unet(tmp_path / "tiny-aseg", "aseg", 33)
     reports = {}
     for flag in ("--refine-edges", "--no-refine-edges"):
         out = tmp_path / flag

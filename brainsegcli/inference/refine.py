@@ -30,8 +30,6 @@ from brainsegcli.metrics import bounding_box
 
 # (structure, inferior lateral ventricle, lateral ventricle), FreeSurfer ids, one row per hemisphere
 HIPPOCAMPAL_EDGES = ((17, 5, 4), (53, 44, 43))
-_SIX = np.zeros((3, 3, 3), bool)
-_SIX[1, 1, :] = _SIX[1, :, 1] = _SIX[:, 1, 1] = True
 _MIN_VOXELS = 50  # an interior smaller than this gives no reliable median
 
 
@@ -82,21 +80,22 @@ def _robust_sd(values: np.ndarray) -> float:
 
 def _one(out: np.ndarray, img: np.ndarray, s: int, ilv: int, lv: int, name: str, iterations: int, reach: int,
          min_contrast: float, sigma: float) -> EdgeStats:
-    from scipy.ndimage import binary_dilation, binary_erosion
+    from scipy.ndimage import binary_dilation, binary_erosion, generate_binary_structure
 
+    six = generate_binary_structure(3, 1)  # 6-neighbourhood
     box = bounding_box(out == s, reach + iterations + 1)
     if box is None:
         return EdgeStats(name, False, reason="structure absent")
     sub, im = out[box], img[box]  # ``sub`` is a view: changes land in ``out``
-    inner = binary_erosion(sub == s, _SIX, iterations=2)  # two layers in: clear of the rim being judged
+    inner = binary_erosion(sub == s, six, iterations=2)  # two layers in: clear of the rim being judged
     if inner.sum() < _MIN_VOXELS:
-        inner = binary_erosion(sub == s, _SIX)
+        inner = binary_erosion(sub == s, six)
     csf = np.isin(sub, (ilv, lv))
-    csf_inner = binary_erosion(csf, _SIX)
+    csf_inner = binary_erosion(csf, six)
     if inner.sum() < _MIN_VOXELS:
         return EdgeStats(name, False, reason="structure too small")
     if csf_inner.sum() < _MIN_VOXELS:  # too little ventricle near it: the whole lateral ventricle's interior
-        csf_inner_all = binary_erosion(out == lv, _SIX)
+        csf_inner_all = binary_erosion(out == lv, six)
         if csf_inner_all.sum() < _MIN_VOXELS:
             return EdgeStats(name, False, reason="no ventricle to compare with")
         mu_c = float(np.median(img[csf_inner_all]))
@@ -115,11 +114,12 @@ def _one(out: np.ndarray, img: np.ndarray, s: int, ilv: int, lv: int, name: str,
     csf_side = (im < t) if mu_c < mu_s else (im > t)
     stats.applied = True
     for _ in range(iterations):
-        flip = (sub == s) & csf_side & binary_dilation(np.isin(sub, (ilv, lv)), _SIX)
+        flip = (sub == s) & csf_side & binary_dilation(csf, six)
         n = int(flip.sum())
         if not n:
             break
         sub[flip] = ilv
+        csf |= flip  # the voxels taken are ventricle now: the next layer is judged against them
         stats.relabelled_mm3 += n
     return stats
 

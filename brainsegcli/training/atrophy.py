@@ -23,22 +23,21 @@ import numpy as np
 from brainsegcli.metrics import bounding_box
 
 SIDES = ((4, 2, 17, 5), (43, 41, 53, 44))  # per hemisphere: lateral ventricle, white matter, hippocampus, inf. lat. v.
-_SIX = np.zeros((3, 3, 3), bool)
-_SIX[1, 1, :] = _SIX[1, :, 1] = _SIX[:, 1, 1] = True
 
 
 def _grow(out: np.ndarray, around: int, pad: int, grow: tuple[int, ...], into: tuple[int, ...], new: int,
           steps: int) -> None:
     """In place, inside the bounding box of label ``around`` padded by ``pad``: ``steps`` times, the voxels of
     ``into`` next to (6-neighbourhood) a voxel of ``grow`` become ``new``."""
-    from scipy.ndimage import binary_dilation
+    from scipy.ndimage import binary_dilation, generate_binary_structure
 
     box = bounding_box(out == around, pad)
     if box is None:
         return
     sub = out[box]  # a view: changes land in ``out``
+    six = generate_binary_structure(3, 1)  # 6-neighbourhood
     for _ in range(steps):
-        sub[binary_dilation(np.isin(sub, grow), _SIX) & np.isin(sub, into)] = new
+        sub[binary_dilation(np.isin(sub, grow), six) & np.isin(sub, into)] = new
 
 
 def enlarge_ventricles(raw: np.ndarray, steps: int) -> np.ndarray:
