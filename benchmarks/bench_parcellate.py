@@ -19,7 +19,7 @@ import json, resource, sys, time, tempfile
 from pathlib import Path
 import torch
 from brainsegcli.cli.parcellate import load_network, sample_path
-from brainsegcli.inference.device import resolve_device, resolve_precision
+from brainsegcli.inference.device import prepare_for_inference, resolve_device, resolve_precision
 from brainsegcli.inference.predictor import InferenceConfig
 from brainsegcli.labels import get_labelset
 from brainsegcli.pipeline import parcellate_one
@@ -31,8 +31,7 @@ dtype = resolve_precision(dev, args["precision"])
 spec = get_spec(args["model"])
 ls = spec.labelsets[0]
 net, ls, _, info = load_network(args["model"], ls, None, True, dev)
-if dev.type == "cpu":
-    net = net.to(memory_format=torch.channels_last)
+prepare_for_inference(net, dev)
 cfg = InferenceConfig(batch_size=args["batch_size"], device=dev, dtype=dtype, flip_tta=args["tta"])
 src = Path(args["input"]) if args["input"] else sample_path()
 with tempfile.TemporaryDirectory() as d:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainsegcli.inference.device import resolve_device, resolve_precision
+from brainsegcli.inference.device import prepare_for_inference, resolve_device, resolve_precision
 from brainsegcli.inference.predictor import InferenceConfig, predict_labels
 from brainsegcli.inference.refine import postprocess
 from brainsegcli.labels import get_labelset
@@ -94,7 +94,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     model, cfg = load_checkpoint(resolve_weights(a.weights).directory)
     dev = resolve_device("cpu")
-    model = model.to(dev, memory_format=torch.channels_last)
+    model = prepare_for_inference(model.to(dev), dev)
     ls = get_labelset(cfg.labelset)
     priors = Priors.load(Path(a.data) / "priors")
     infer = InferenceConfig(device=dev, dtype=resolve_precision(dev, "auto"), flip_tta=a.tta)

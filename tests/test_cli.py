@@ -22,15 +22,16 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    return _tiny_unet(tmp_path_factory.mktemp("ckpt") / "tiny-unet", "tissue", 4)
+    return _tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-unet", "tissue", 4)
 
 
-def _tiny_unet(d, labelset: str, num_classes: int):
-    """A tiny U-Net checkpoint (seeded random weights) of ``labelset`` at ``d``."""
+def _tiny_checkpoint(d, labelset: str, num_classes: int, architecture: str = "unet"):
+    """A tiny checkpoint (seeded random weights; a U-Net unless ``architecture`` says otherwise) of ``labelset``
+    at ``d``."""
     torch.manual_seed(0)
-    save_checkpoint(d, create_model("unet", num_classes=num_classes, tiny=True),
-                    CheckpointConfig(architecture="unet", labelset=labelset,
-                                     model_args=dict(get_spec("unet").tiny_args), name=d.name))
+    args = {**get_spec(architecture).default_args, **get_spec(architecture).tiny_args}
+    save_checkpoint(d, create_model(architecture, num_classes=num_classes, tiny=True),
+                    CheckpointConfig(architecture=architecture, labelset=labelset, model_args=args, name=d.name))
     return d
 
 
@@ -102,9 +103,22 @@ def test_parcellate_with_checkpoint_writes_everything(phantom_t1, tmp_path, tiny
     assert inference["cleanup"] == {"applied": False} and "cleanup" not in rep2["seconds"]
 
 
+def test_parcellate_runs_brainsegnet_on_cpu(phantom_t1, tmp_path):
+    """BrainSegNet has 5-D weights (its inter-slice adapters): preparing it for CPU inference (channels-last)
+    failed with an internal error before."""
+    arch = "brainsegnet"
+    ckpt = _tiny_checkpoint(tmp_path / "tiny-brainsegnet", "dkt95", 96, arch)
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["parcellate", str(phantom_t1), "-o", str(out), "--weights", str(ckpt), "-q",
+                            "--views", "axial", "--no-tta", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "sub-01_T1w" / "report.json").read_text())
+    assert rep["model"]["architecture"] == arch and (out / "sub-01_T1w" / "labels.nii.gz").is_file()
+
+
 def test_parcellate_edge_refinement_flag(phantom_t1, tmp_path):
     """aseg: the refinement runs by default and reports per hippocampus; --no-refine-edges skips it."""
-    ckpt = _tiny_unet(tmp_path / "tiny-aseg", "aseg", 33)
+    ckpt = _tiny_checkpoint(tmp_path / "tiny-aseg", "aseg", 33)
     reports = {}
     for flag in ("--refine-edges", "--no-refine-edges"):
         out = tmp_path / flag

@@ -201,3 +201,17 @@ def test_real_model_runs_batched_and_deterministic():
     a = predict_labels(vol, model, get_labelset("tissue"), cfg)
     b = predict_labels(vol, model, get_labelset("tissue"), InferenceConfig(batch_size=3))
     assert a.shape == vol.shape and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_class_softmax_of_either_memory_layout(channels_last):
+    """The engine's softmax over the classes takes a faster path for channels-last logits (CPU): same numbers."""
+    from brainsegcli.inference.predictor import _run
+
+    logits = torch.randn(3, 33, 16, 24) * 4
+    if channels_last:
+        logits = logits.contiguous(memory_format=torch.channels_last)
+    probs = _run(lambda x: logits, torch.zeros(3, 5, 16, 24), Plane.AXIAL, np.arange(3), InferenceConfig())
+    assert probs.shape == logits.shape
+    assert torch.allclose(probs, torch.softmax(logits.contiguous(), dim=1), atol=1e-6)
+    assert torch.allclose(probs.sum(1), torch.ones(3, 16, 24), atol=1e-5)

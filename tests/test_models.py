@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -70,3 +72,51 @@ def test_strict_loading_refuses_mismatched_weights(tmp_path):
                                                             model_args={"features": [8, 16, 64]}))
     with pytest.raises(BrainsegError, match="do not match"):
         load_checkpoint(tmp_path / "c")
+
+
+def _logits(out):
+    if isinstance(out, tuple):
+        out = out[0]
+    return out["logits"] if isinstance(out, dict) else out
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_folded_batchnorm_gives_the_same_output(name):
+    """parcellate merges each batch norm into the convolution before it (inference.device.fold_batchnorm): the
+    network must answer the same, with trained-looking (not default) running statistics and affines."""
+    from brainsegcli.inference.device import fold_batchnorm, prepare_for_inference
+
+    torch.manual_seed(2)
+    model = create_model(name, num_classes=4, tiny=True).eval()
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(create_model(name, num_classes=4, tiny=True).train())
+    with torch.no_grad():
+        for p in model.parameters():  # zero-initialised by design (LoRA B, adapters, norm biases): give them a value
+            if not p.any():
+                p.normal_(0, 0.02)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.2, 3.0)
+                m.weight.normal_(1, 0.3)
+                m.bias.normal_(0, 0.3)
+    x = torch.rand(2, 5, 32, 32)
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    with torch.inference_mode():
+        before = _logits(model(x))
+        if norms:  # exact in float64 (LoRA-SAM has no norm to fold, and its prompt encoder runs in float32 only)
+            folded64 = copy.deepcopy(model).double()
+            fold_batchnorm(folded64)
+            before64 = _logits(copy.deepcopy(model).double()(x.double()))
+            assert torch.allclose(_logits(folded64(x.double())), before64, atol=1e-9, rtol=1e-9)
+        prepare_for_inference(model, torch.device("cpu"))
+        after = _logits(model(x.contiguous(memory_format=torch.channels_last)))
+    left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    if get_spec(name).family != "sam":
+        assert norms > 0 and left == 0, (norms, left)  # every CNN's norms follow a convolution
+    elif name == "brainsegnet":
+        assert left < norms, (norms, left)  # its decoder's conv-BN-ReLU blocks
+    # float32 with channels-last kernels (as on HEAD before folding): oneDNN's kernel for BrainSegNet's
+    # 9-channel refinement convolution alone is 2e-5 off float64 there, against 1e-6 for the contiguous one
+    tol = 1e-3 * (1 + float(before.abs().max()))
+    assert torch.allclose(after, before, atol=tol, rtol=1e-3), ((after - before).abs().max(), tol)

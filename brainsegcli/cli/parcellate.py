@@ -142,7 +142,7 @@ def parcellate(
     quiet: Quiet = False,
 ) -> None:
     """Segment each INPUT and write labels (native and conformed), volumes.csv, qc.png and report.json."""
-    from brainsegcli.inference.device import resolve_device, resolve_precision
+    from brainsegcli.inference.device import prepare_for_inference, resolve_device, resolve_precision
     from brainsegcli.inference.predictor import InferenceConfig
     from brainsegcli.io.atomic import check_target, ensure_writable_dir
     from brainsegcli.io.image import check_file, image_stem
@@ -192,10 +192,7 @@ def parcellate(
                           n_slices=ckpt.input.slices if ckpt else 5, batch_size=batch_size, crop=not no_crop,
                           sagittal_lr_merge=ckpt.input.sagittal_lr_merge if ckpt else True, device=dev, dtype=dtype,
                           flip_tta=not prompted if tta is None else tta)
-    if dev.type == "cpu":
-        import torch
-
-        net = net.to(memory_format=torch.channels_last)
+    prepare_for_inference(net, dev)  # eval, batch norm folded into the convolutions, channels-last on CPU
 
     failures = 0
     for path, stem in jobs:
