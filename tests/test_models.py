@@ -116,7 +116,8 @@ def test_folded_batchnorm_gives_the_same_output(name):
         assert norms > 0 and left == 0, (norms, left)  # every CNN's norms follow a convolution
     elif name == "brainsegnet":
         assert left < norms, (norms, left)  # its decoder's conv-BN-ReLU blocks
-    # float32 with channels-last kernels (as on HEAD before folding): oneDNN's kernel for BrainSegNet's
-    # 9-channel refinement convolution alone is 2e-5 off float64 there, against 1e-6 for the contiguous one
+    # float32 with channels-last kernels (parcellate used them before folding too; the fold itself is checked
+    # exactly above): oneDNN's channels-last kernel for BrainSegNet's 9-channel refinement convolution alone is
+    # 2e-5 off float64, against 1e-6 for the contiguous one
     tol = 1e-3 * (1 + float(before.abs().max()))
     assert torch.allclose(after, before, atol=tol, rtol=1e-3), ((after - before).abs().max(), tol)
