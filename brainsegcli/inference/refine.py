@@ -3,7 +3,7 @@
 The 2.5D networks place the hippocampus' edge about one voxel into the dark temporal horn beside it: on a
 synthetic T1 of a held-out brain whose hippocampus lost one layer (``benchmarks/eval_atrophy.py``), the bundled
 ``aseg-unet`` labelled 486 of the 901 voxels that had turned as dark as the ventricles hippocampus, so it reported
-a third of the loss (docs/real-scans.md, session 29). The image shows that edge; the rule reads it, as the
+a third of the loss (docs/atrophy.md, session 29). The image shows that edge; the rule reads it, as the
 partial-volume rule of intensity-based segmenters does:
 
 For each hippocampus (FreeSurfer 17, 53) of a label set that also has its hemisphere's inferior lateral ventricle

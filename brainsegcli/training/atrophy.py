@@ -12,7 +12,7 @@ brings (``benchmarks/eval_atrophy.py`` measures it). These changes give the trai
   ventricle (5, 44), the temporal horn that widens as the hippocampus shrinks.
 - ``thicken_hippocampus``: the counterpart, ``steps`` layers (6-neighbourhood dilation) added to each hippocampus
   over the white matter and temporal horn of its own hemisphere that touch it. Training on thinned hippocampi only
-  teaches a smaller hippocampus (docs/real-scans.md, "Every training brain atrophied"); drawing both directions
+  teaches a smaller hippocampus (docs/atrophy.md, "Every training brain atrophied"); drawing both directions
   spreads the size without moving its centre.
 """
 
