@@ -132,10 +132,15 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
         if stats.removed_brain > CLEANUP_WARN_MM3:
             note(f"{input_path}: {stats.removed_brain / 1000:.1f} ml labelled as brain lay away from the brain (face, "
                  "neck?) and was removed; look at qc.png")
+    # the contrast check reads white matter, cortex and lateral ventricles, none of which the edge refinement
+    # relabels (hippocampus -> inferior lateral ventricle only): one run gates the refinement and goes in the report
+    t = time.perf_counter()
+    contrast_check = check_contrast(conf.data, indices_to_ids(indices, labelset), labelset)
+    timings["checks"] = time.perf_counter() - t
     refine_info: dict[str, Any] = {"applied": False}
     if refine and applies_to(labelset):
         t = time.perf_counter()
-        indices, rstats = refine_edges(indices, conf.data, labelset)
+        indices, rstats = refine_edges(indices, conf.data, labelset, contrast=contrast_check)
         timings["edge_refinement"] = time.perf_counter() - t
         refine_info = {"applied": True, **rstats.as_dict()}
     labels_conf = indices_to_ids(indices, labelset)
@@ -152,10 +157,9 @@ def parcellate_one(input_path: Path, target_dir: Path, network: Network, labelse
     if volume_check["brain_size"]["summary"]:
         note(f"{input_path}: {volume_check['brain_size']['summary']} (it says {voxel_size_text(vol.spacing)} mm "
              "voxels); look at qc.png")
-    contrast_check = check_contrast(conf.data, labels_conf, labelset)
     if contrast_check["summary"]:
         note(f"{input_path}: {contrast_check['summary']}; look at qc.png")
-    timings["checks"] = time.perf_counter() - t
+    timings["checks"] += time.perf_counter() - t
 
     t = time.perf_counter()
     report: dict[str, Any] = {

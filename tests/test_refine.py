@@ -11,20 +11,23 @@ ASEG = get_labelset("aseg")
 N = 48
 
 
-def _phantom(dark_csf: bool = True, noise: float = 4.0, seed: int = 0):
+def _phantom(dark_csf: bool = True, noise: float = 4.0, seed: int = 0, cortex: bool = False):
     """(true aseg ids, image): left white matter with a lateral ventricle block, a hippocampus slab and, below
     it, a temporal horn slab 3 voxels thick; the right hemisphere mirrors it with its own ids. Mild noise: the
-    exact answers below need no voxel of the horn to come out brighter than the threshold."""
+    exact answers below need no voxel of the horn to come out brighter than the threshold. ``cortex``: a block of
+    cortex in each hemisphere too, so that the T1 contrast check (white matter, cortex, ventricles) can be made."""
     ids = np.zeros((N, N, N), np.uint8)
     ids[2:23, 4:44, 4:44] = 2
     ids[8:18, 8:20, 10:38] = 4             # lateral ventricle
     ids[8:18, 26:32, 10:38] = 17           # hippocampus, 6 voxels thick along axis 1
     ids[6:20, 32:35, 8:40] = 5             # temporal horn beneath it, a little wider
+    if cortex:
+        ids[2:23, 38:44, 4:44] = 3
     right = ids[::-1].copy()
-    for a, b in ((2, 41), (4, 43), (17, 53), (5, 44)):
+    for a, b in ((2, 41), (4, 43), (17, 53), (5, 44), (3, 42)):
         right[right == a] = b
     ids = np.where(ids > 0, ids, right)
-    value = {2: 170.0, 41: 170.0, 4: 40.0, 43: 40.0, 5: 40.0, 44: 40.0, 17: 95.0, 53: 95.0}
+    value = {2: 170.0, 41: 170.0, 4: 40.0, 43: 40.0, 5: 40.0, 44: 40.0, 17: 95.0, 53: 95.0, 3: 110.0, 42: 110.0}
     img = np.zeros(ids.shape, np.float32)
     for k, v in value.items():
         img[ids == k] = v if dark_csf else 255.0 - v
@@ -91,14 +94,65 @@ def test_a_horn_with_no_ventricle_label_left_is_not_found():
 
 
 def test_without_contrast_nothing_changes():
-    truth, img = _phantom()
+    truth, img = _phantom(noise=0.0)
     flat = img.copy()
-    flat[np.isin(truth, (4, 5, 43, 44))] = 95  # ventricles as bright as the hippocampus
+    flat[np.isin(truth, (4, 5, 43, 44))] = 95  # ventricles exactly as bright as the hippocampus: no edge
     pred = ids_to_indices(_grow_hippocampus(truth, 1), ASEG)
     out, stats = refine_edges(pred, flat, ASEG)
     assert np.array_equal(out, pred)
     assert all(not s.applied and "contrast" in s.reason for s in stats.structures)
     assert stats.as_dict()["relabelled_mm3"] == 0
+
+
+def _faint_edge():
+    """A T1 phantom whose ventricles are only 6 below the hippocampus, while the texture of the hippocampus
+    (83 / 95 / 107 in a 3-voxel pattern, inside its outermost layer) gives it a robust SD of about 9: an edge
+    fainter than one robust SD."""
+    from scipy.ndimage import binary_erosion
+
+    truth, img = _phantom(noise=0.0)
+    img = img.astype(np.float32)
+    img[np.isin(truth, (4, 5, 43, 44))] = 89
+    i, j, k = np.indices(img.shape)
+    inner = binary_erosion(np.isin(truth, (17, 53)))
+    img[inner] += (12.0 * (((i + j + k) % 3) - 1))[inner]
+    return truth, img.astype(np.uint8)
+
+
+def test_a_t1_edge_fainter_than_one_robust_sd_is_read():
+    """The earlier default (``min_contrast=1``) skipped such an edge; without a threshold the rule reads it."""
+    from scipy.ndimage import binary_erosion
+
+    truth, img = _faint_edge()
+    grown = _grow_hippocampus(truth, 2)
+    pred = ids_to_indices(grown, ASEG)
+    out, stats = refine_edges(pred, img, ASEG)
+    assert np.array_equal(out, ids_to_indices(truth, ASEG))
+    vals = img[binary_erosion(grown == 17, iterations=2)].astype(float)  # the interior the rule measures
+    robust_sd = 1.4826 * np.median(np.abs(vals - np.median(vals)))
+    for s in stats.structures:
+        assert s.applied and 0 < s.structure_intensity - s.csf_intensity < robust_sd
+    old, ostats = refine_edges(pred, img, ASEG, min_contrast=1.0)
+    assert np.array_equal(old, pred) and all("contrast" in s.reason for s in ostats.structures)
+
+
+def test_an_image_that_is_not_t1_like_is_left_alone():
+    """The gate: with cortex to check, an inverted (T2-like) image is not refined, each structure says why, and
+    without the gate the rule would have worked in either direction; a T1 image with cortex is refined."""
+    truth, t2 = _phantom(dark_csf=False, cortex=True)
+    pred = ids_to_indices(_grow_hippocampus(truth, 1), ASEG)
+    out, stats = refine_edges(pred, t2, ASEG)
+    assert np.array_equal(out, pred) and stats.total_relabelled == 0
+    assert len(stats.structures) == 2
+    assert all(not s.applied and "not T1-like" in s.reason for s in stats.structures)
+    ungated, _ = refine_edges(pred, t2, ASEG, gate=False)
+    assert np.array_equal(ungated, ids_to_indices(truth, ASEG))
+    _, t1 = _phantom(dark_csf=True, cortex=True)
+    out, stats = refine_edges(pred, t1, ASEG)
+    assert np.array_equal(out, ids_to_indices(truth, ASEG)) and all(s.applied for s in stats.structures)
+    # a check the caller has made already is used as it is
+    given, gstats = refine_edges(pred, t1, ASEG, contrast={"checked": True, "t1_like": False})
+    assert np.array_equal(given, pred) and not any(s.applied for s in gstats.structures)
 
 
 def test_a_missing_structure_is_reported_not_guessed():
