@@ -159,7 +159,8 @@ def test_a_wrong_voxel_size_is_flagged(tmp_path):
 
 def test_an_inverted_sample_is_flagged_as_not_t1(tmp_path):
     """The sample with its intensities inverted inside the head (CSF brightest, white matter darkest: a T2 order):
-    parcellate still labels it, and says the image does not look T1-weighted (printed under --quiet too)."""
+    parcellate still labels it, says the image does not look T1-weighted (printed under --quiet too) and leaves
+    the hippocampal edges as the network drew them."""
     vol = load_volume(sample_path())
     data = np.asarray(vol.data, dtype=np.float32)
     inside = data > 0
@@ -173,3 +174,7 @@ def test_an_inverted_sample_is_flagged_as_not_t1(tmp_path):
     report = json.loads((tmp_path / "out" / "t2like" / "report.json").read_text())
     check = report["qc"]["contrast_check"]
     assert check["t1_like"] is False and check["ratios"]["grey_over_white"] > 1.2, check
+    # the same check gates the edge refinement: nothing relabelled on an image that is not T1-like
+    refine = report["inference"]["edge_refinement"]
+    assert refine["relabelled_mm3"] == 0 and len(refine["structures"]) == 2, refine
+    assert all(not s["applied"] and "not T1-like" in s["reason"] for s in refine["structures"]), refine
