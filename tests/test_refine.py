@@ -82,15 +82,41 @@ def test_at_most_one_layer_per_iteration():
     assert (one == hip).sum() > (full == hip).sum() == (truth == 17).sum()
 
 
-def test_a_horn_with_no_ventricle_label_left_is_not_found():
-    """The rule starts from the ventricle voxels the network drew: a horn labelled hippocampus throughout (and
-    not touching the lateral ventricle) stays so."""
+def test_a_horn_labelled_hippocampus_throughout_is_found_from_the_white_matter():
+    """No ventricle label left next to the hippocampus: the horn, drawn hippocampus throughout, is reached from the
+    white matter around it (3 voxels thick, 3 layers). Without ``white_matter`` the rule starts from the ventricle
+    voxels the network drew only, and finds nothing. No smoothing here: the slab's corners, with white matter on
+    three sides, would be smoothed past the midpoint."""
     truth, img = _phantom()
     wrong = truth.copy()
     wrong[wrong == 5], wrong[wrong == 44] = 17, 53
     pred = ids_to_indices(wrong, ASEG)
-    out, stats = refine_edges(pred, img, ASEG)
-    assert np.array_equal(out, pred) and all(s.applied for s in stats.structures)
+    out, stats = refine_edges(pred, img, ASEG, sigma=0)
+    assert np.array_equal(out, ids_to_indices(truth, ASEG))
+    old, ostats = refine_edges(pred, img, ASEG, sigma=0, white_matter=False)
+    assert np.array_equal(old, pred) and all(s.applied for s in ostats.structures)
+
+
+def test_a_layer_lost_on_the_white_matter_side_is_taken_back():
+    """Atrophy also thins the hippocampus where it faces white matter (brainsegcli.training.atrophy): a dark layer
+    between the two, touching no ventricle, drawn hippocampus by the network (no smoothing, as above)."""
+    truth, _ = _phantom()
+    truth[8:18, 26, 10:38] = 5           # the hippocampus' face towards the lateral ventricle, through white matter
+    truth[30:40, 26, 10:38] = 44         # and its mirror image
+    assert not np.isin(truth[8:18, 25, 10:38], (4, 5)).any()
+    value = {2: 170.0, 41: 170.0, 4: 40.0, 43: 40.0, 5: 40.0, 44: 40.0, 17: 95.0, 53: 95.0}
+    img = np.zeros(truth.shape, np.float32)
+    for k, v in value.items():
+        img[truth == k] = v
+    img = np.clip(img + np.random.default_rng(1).normal(0, 4.0, img.shape) * (truth > 0), 0, 255).astype(np.uint8)
+    drawn = truth.copy()
+    drawn[8:18, 26, 10:38], drawn[30:40, 26, 10:38] = 17, 53
+    pred = ids_to_indices(drawn, ASEG)
+    out, stats = refine_edges(pred, img, ASEG, sigma=0)
+    assert np.array_equal(out, ids_to_indices(truth, ASEG))
+    assert stats.total_relabelled == 2 * 10 * 28
+    old, _ = refine_edges(pred, img, ASEG, sigma=0, white_matter=False)
+    assert np.array_equal(old, pred)
 
 
 def test_without_contrast_nothing_changes():

@@ -1,4 +1,4 @@
-"""Intensity edge refinement of the hippocampus against the temporal horn (after the clean-up).
+"""Intensity edge refinement of the hippocampus where it meets the temporal horn or white matter (after the clean-up).
 
 The 2.5D networks place the hippocampus' edge about one voxel into the dark temporal horn beside it: on a
 synthetic T1 of a held-out brain whose hippocampus lost one layer (``benchmarks/eval_atrophy.py``), the bundled
@@ -11,10 +11,13 @@ and lateral ventricle (5 / 4, 44 / 43): ``mu_s`` is the median intensity of the 
 voxels eroded by two, 6-neighbourhood, so that the rim being judged does not pull it towards the ventricles; by one
 when too little is left), ``mu_c`` that of the ventricles' interior near it (within ``reach`` mm of
 the hippocampus; all of the lateral ventricle's interior when that is too small). A hippocampus voxel next to a
-ventricle voxel (6-neighbourhood) whose intensity (after a Gaussian smoothing of ``sigma`` mm, against noise) lies
-on the ventricles' side of the midpoint
-``(mu_s + mu_c) / 2`` becomes inferior lateral ventricle; this is repeated ``iterations`` times, so a dark layer up
-to that many voxels thick is taken back. Either contrast direction works (T1: the ventricles are dark); nothing is
+ventricle voxel or, with ``white_matter`` (the default), to its hemisphere's cerebral white matter (2, 41;
+6-neighbourhood) whose intensity (after a Gaussian smoothing of ``sigma`` mm, against noise) lies on the
+ventricles' side of the midpoint ``(mu_s + mu_c) / 2`` becomes inferior lateral ventricle; this is repeated
+``iterations`` times, so a dark layer up to that many voxels thick is taken back. A hippocampus thins where it
+faces the temporal horn and where it faces white matter, and a voxel darker than that midpoint holds CSF on either
+side; the white-matter side was adopted in session 34 by a rule written before its data were scored
+(docs/atrophy.md). Either contrast direction works (T1: the ventricles are dark); nothing is
 changed when the two medians are equal (no edge to read), or closer than ``min_contrast`` robust standard deviations
 of the hippocampus' interior (1.4826 x its median absolute deviation) when a caller sets that threshold.
 
@@ -40,6 +43,7 @@ from brainsegcli.metrics import bounding_box
 
 # (structure, inferior lateral ventricle, lateral ventricle), FreeSurfer ids, one row per hemisphere
 HIPPOCAMPAL_EDGES = ((17, 5, 4), (53, 44, 43))
+WHITE_MATTER = {17: 2, 53: 41}  # each hippocampus' cerebral white matter
 _MIN_VOXELS = 50  # an interior smaller than this gives no reliable median
 
 
@@ -88,8 +92,8 @@ def _robust_sd(values: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(values - np.median(values))))
 
 
-def _one(out: np.ndarray, img: np.ndarray, s: int, ilv: int, lv: int, name: str, iterations: int, reach: int,
-         min_contrast: float, sigma: float) -> EdgeStats:
+def _one(out: np.ndarray, img: np.ndarray, s: int, ilv: int, lv: int, wm: int | None, name: str, iterations: int,
+         reach: int, min_contrast: float, sigma: float) -> EdgeStats:
     from scipy.ndimage import binary_dilation, binary_erosion, generate_binary_structure
 
     six = generate_binary_structure(3, 1)  # 6-neighbourhood
@@ -124,7 +128,7 @@ def _one(out: np.ndarray, img: np.ndarray, s: int, ilv: int, lv: int, name: str,
     csf_side = (im < t) if mu_c < mu_s else (im > t)
     stats.applied = True
     for _ in range(iterations):
-        flip = (sub == s) & csf_side & binary_dilation(csf, six)
+        flip = (sub == s) & csf_side & binary_dilation(csf if wm is None else csf | (sub == wm), six)
         n = int(flip.sum())
         if not n:
             break
@@ -135,11 +139,13 @@ def _one(out: np.ndarray, img: np.ndarray, s: int, ilv: int, lv: int, name: str,
 
 
 def refine_edges(indices: np.ndarray, image: np.ndarray, labelset: LabelSet, iterations: int = 3, reach: int = 10,
-                 min_contrast: float = 0.0, sigma: float = 0.5, gate: bool = True,
+                 min_contrast: float = 0.0, sigma: float = 0.5, gate: bool = True, white_matter: bool = True,
                  contrast: dict | None = None) -> tuple[np.ndarray, RefineStats]:
     """Refined copy of a class-index map on the conformed grid of ``image`` (see the module docstring), and what
     changed (1 voxel = 1 mm^3). ``gate``: leave an image whose contrast is checked and not T1-like unchanged;
-    ``contrast``: ``check_contrast``'s result for these labels when the caller has it already."""
+    ``white_matter``: also judge hippocampus voxels next to white matter; ``contrast``: ``check_contrast``'s result
+    for these labels when the caller has it already. Session 33's rule: ``white_matter=False``; before it,
+    ``min_contrast=1.0, gate=False, white_matter=False``."""
     if np.shape(indices) != np.shape(image):
         raise ValueError("labels and image must share the conformed grid")
     out = np.array(indices, copy=True)
@@ -157,7 +163,8 @@ def refine_edges(indices: np.ndarray, image: np.ndarray, labelset: LabelSet, ite
             return out, stats
     for row in rows:
         s, ilv, lv = (labelset.index_of(v) for v in row)
-        stats.structures.append(_one(out, img, s, ilv, lv, labelset.names[s], iterations, reach, min_contrast,
+        wm = labelset.index_of(WHITE_MATTER[row[0]]) if white_matter and WHITE_MATTER[row[0]] in ids else None
+        stats.structures.append(_one(out, img, s, ilv, lv, wm, labelset.names[s], iterations, reach, min_contrast,
                                      sigma))
     return out, stats
 
