@@ -137,8 +137,8 @@ def parcellate(
     cleanup: Annotated[bool, typer.Option("--cleanup/--no-cleanup", help="drop labels not connected to the brain "
                        "(face, neck) and stray islands of a structure")] = True,
     refine: Annotated[bool, typer.Option("--refine-edges/--no-refine-edges", help="aseg, dkt95: move the "
-                      "hippocampus' edge against the temporal horn to the image's intensity edge (T1-like images "
-                      "only)")] = True,
+                      "hippocampus' edge against the temporal horn and white matter to the image's intensity edge "
+                      "(T1-like images only)")] = True,
     force: Force = False,
     quiet: Quiet = False,
 ) -> None:
