@@ -27,12 +27,17 @@ def _phantom(dark_csf: bool = True, noise: float = 4.0, seed: int = 0, cortex: b
     for a, b in ((2, 41), (4, 43), (17, 53), (5, 44), (3, 42)):
         right[right == a] = b
     ids = np.where(ids > 0, ids, right)
+    return ids, _render(ids, dark_csf, noise, seed)
+
+
+def _render(ids: np.ndarray, dark_csf: bool = True, noise: float = 4.0, seed: int = 0) -> np.ndarray:
+    """The phantom's image of a label map: one intensity per label (inverted when not ``dark_csf``), plus noise."""
     value = {2: 170.0, 41: 170.0, 4: 40.0, 43: 40.0, 5: 40.0, 44: 40.0, 17: 95.0, 53: 95.0, 3: 110.0, 42: 110.0}
     img = np.zeros(ids.shape, np.float32)
     for k, v in value.items():
         img[ids == k] = v if dark_csf else 255.0 - v
     img += np.random.default_rng(seed).normal(0, noise, img.shape) * (ids > 0)
-    return ids, np.clip(img, 0, 255).astype(np.uint8)
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _grow_hippocampus(ids: np.ndarray, layers: int) -> np.ndarray:
@@ -104,11 +109,7 @@ def test_a_layer_lost_on_the_white_matter_side_is_taken_back():
     truth[8:18, 26, 10:38] = 5           # the hippocampus' face towards the lateral ventricle, through white matter
     truth[30:40, 26, 10:38] = 44         # and its mirror image
     assert not np.isin(truth[8:18, 25, 10:38], (4, 5)).any()
-    value = {2: 170.0, 41: 170.0, 4: 40.0, 43: 40.0, 5: 40.0, 44: 40.0, 17: 95.0, 53: 95.0}
-    img = np.zeros(truth.shape, np.float32)
-    for k, v in value.items():
-        img[truth == k] = v
-    img = np.clip(img + np.random.default_rng(1).normal(0, 4.0, img.shape) * (truth > 0), 0, 255).astype(np.uint8)
+    img = _render(truth, seed=1)
     drawn = truth.copy()
     drawn[8:18, 26, 10:38], drawn[30:40, 26, 10:38] = 17, 53
     pred = ids_to_indices(drawn, ASEG)
