@@ -100,7 +100,8 @@ def main() -> None:
         per_structure = {v: {n: float(np.mean(x)) for n, x in s.items()} for v, s in scores.items()}
         Path(a.json).write_text(json.dumps({"per_structure": per_structure, "mean": means, "volume_ratio": ratio,
                                             "tta": a.tta, "cleanup": not a.no_cleanup,
-                                            "refine_edges": not a.no_refine_edges, "device": dev.type},
+                                            "refine_edges": not a.no_refine_edges, "device": dev.type,
+                                            "precision": str(infer.dtype).removeprefix("torch.")},
                                            indent=2))
 
 

@@ -6,6 +6,9 @@ Usage: python scripts/bundle_checkpoint.py RUN/best --name tissue-unet [--defaul
            [--caveat "..." ...]
 (new status notes for a bundled checkpoint: its card's Status and Known limits sections and the manifest entry;
 weights untouched; without --caveat the entry's caveats are kept)
+       python scripts/bundle_checkpoint.py --name tissue-unet --evals-only --eval-json FILE [--eval-json FILE]
+(new held-out figures for a bundled checkpoint, e.g. after a change of the default post-processing: its card's
+held-out sections and the manifest entry's held_out_synthetic metrics; weights, notes and caveats untouched)
 
 Writes brainsegcli/data/weights/NAME/{model.safetensors, config.json, README.md} and an entry (sha256,
 size, input contract, training summary, validation metrics) in both copies of weights_manifest.json.
@@ -58,6 +61,58 @@ def status_section(status: str, notes: str, caveats: list[str]) -> str:
     return text
 
 
+EVAL_HEADING = "\n## Held-out synthetic evaluation"
+
+
+def eval_sections(evals: list[dict]) -> str:
+    """The card's held-out sections, one per benchmarks/eval_synth.py JSON, saying how it was measured."""
+    text = ""
+    for ev in evals:
+        how = "with `--tta`" if ev.get("tta") else "without test-time augmentation"
+        steps = [s for s, on in (("the clean-up", ev.get("cleanup")), ("the edge refinement", ev.get("refine_edges")))
+                 if on]
+        how += ", with " + " and ".join(steps) if steps else ""
+        how += f", {ev['precision']} on {ev.get('device', 'cpu')}" if ev.get("precision") else ""
+        text += f"{EVAL_HEADING} (benchmarks/eval_synth.py, {how})\n\n"
+        for variant, per in ev["per_structure"].items():
+            text += f"- {variant}: mean Dice {ev['mean'][variant]:.3f} (" + ", ".join(
+                f"{k} {v:.3f}" for k, v in per.items()) + ")\n"
+    return text
+
+
+def eval_metrics(evals: list[dict]) -> dict:
+    """The manifest entry's held-out metrics (per variant means), keyed by whether --tta was on."""
+    return {"held_out_synthetic_tta" if ev.get("tta") else "held_out_synthetic": ev["mean"] for ev in evals}
+
+
+def with_evals(card: str, evals: list[dict]) -> str:
+    """``card`` with its held-out sections replaced by those of ``evals``; what precedes them and the closing
+    Status / Known limits sections are kept."""
+    head, sep, rest = card.partition("\n## Status\n")
+    return head.split(EVAL_HEADING)[0] + eval_sections(evals) + sep + rest
+
+
+def _update_entry(name: str, dest: Path, change) -> None:
+    """Apply ``change`` to NAME's entry in both manifest copies, with the card's new sha256 and size."""
+    for path in MANIFESTS:
+        doc = json.loads(path.read_text())
+        entry = next(e for e in doc["entries"] if e["name"] == name)
+        change(entry)
+        for f in entry["files"]:
+            if f["filename"] == "README.md":
+                f["sha256"], f["size"] = sha256_file(dest / "README.md"), (dest / "README.md").stat().st_size
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def update_evals(name: str, evals: list[dict]) -> None:
+    if not evals:
+        raise SystemExit("--evals-only needs at least one --eval-json")
+    dest = ROOT / "brainsegcli" / "data" / "weights" / name
+    (dest / "README.md").write_text(with_evals((dest / "README.md").read_text(), evals))
+    _update_entry(name, dest, lambda entry: entry["metrics"].update(eval_metrics(evals)))
+    print(f"{name}: held-out figures updated")
+
+
 def update_notes(name: str, status: str, notes: str, caveats: list[str] | None = None) -> None:
     dest = ROOT / "brainsegcli" / "data" / "weights" / name
     card = (dest / "README.md").read_text()
@@ -68,18 +123,15 @@ def update_notes(name: str, status: str, notes: str, caveats: list[str] | None =
         entry = next(e for e in json.loads(MANIFESTS[0].read_text())["entries"] if e["name"] == name)
         caveats = entry.get("caveats", [])
     (dest / "README.md").write_text(head + status_section(status, notes, caveats))
-    for path in MANIFESTS:
-        doc = json.loads(path.read_text())
-        entry = next(e for e in doc["entries"] if e["name"] == name)
+
+    def change(entry: dict) -> None:
         entry["notes"], entry["status"] = notes, status
         if caveats:
             entry["caveats"] = caveats
         else:
             entry.pop("caveats", None)
-        for f in entry["files"]:
-            if f["filename"] == "README.md":
-                f["sha256"], f["size"] = sha256_file(dest / "README.md"), (dest / "README.md").stat().st_size
-        path.write_text(json.dumps(doc, indent=2) + "\n")
+
+    _update_entry(name, dest, change)
     print(f"{name}: notes updated")
 
 
@@ -87,6 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint", type=Path, nargs="?")
     ap.add_argument("--notes-only", action="store_true", help="only replace the status notes of bundled NAME")
+    ap.add_argument("--evals-only", action="store_true", help="only replace the held-out figures of bundled NAME")
     ap.add_argument("--name", required=True)
     ap.add_argument("--default", action="store_true", help="default model of its label set")
     ap.add_argument("--eval-json", type=Path, action="append", default=[],
@@ -99,6 +152,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.notes_only:
         return update_notes(a.name, a.status, a.notes, a.caveat)
+    if a.evals_only:
+        return update_evals(a.name, [json.loads(f.read_text()) for f in a.eval_json])
     if a.checkpoint is None:
         ap.error("the checkpoint folder is required (or --notes-only)")
     model, cfg = load_checkpoint(a.checkpoint)
@@ -110,13 +165,7 @@ def main() -> None:
     save_checkpoint(dest, model, cfg, dtype=torch.float16)
     card = model_card(cfg, count_parameters(model))
     evals = [json.loads(f.read_text()) for f in a.eval_json]
-    for ev in evals:
-        how = "with `--tta`" if ev.get("tta") else "without test-time augmentation"
-        how += ", with the clean-up" if ev.get("cleanup") else ""
-        card += f"\n## Held-out synthetic evaluation (benchmarks/eval_synth.py, {how})\n\n"
-        for variant, per in ev["per_structure"].items():
-            card += f"- {variant}: mean Dice {ev['mean'][variant]:.3f} (" + ", ".join(
-                f"{k} {v:.3f}" for k, v in per.items()) + ")\n"
+    card += eval_sections(evals)
     if a.notes:
         card += status_section(a.status, a.notes, a.caveat or [])
     (dest / "README.md").write_text(card)  # cfg.name is already the bundled name
@@ -128,8 +177,7 @@ def main() -> None:
         files.append({"filename": f, "sha256": sha256_file(dest / f), "size": size})
     tr = cfg.extra.get("training", {})
     metrics = {k: v for k, v in cfg.extra.get("metrics", {}).items() if k.startswith("val")}
-    for ev in evals:
-        metrics["held_out_synthetic_tta" if ev.get("tta") else "held_out_synthetic"] = ev["mean"]
+    metrics.update(eval_metrics(evals))
     entry = {"name": a.name, "role": "model", "architecture": cfg.architecture, "model_args": cfg.model_args,
              "labelset": cfg.labelset, "input": cfg.to_dict()["input"], "files": files,
              "source": {"type": "bundled", "path": f"data/weights/{a.name}"}, "license": a.license,
