@@ -20,7 +20,7 @@ import torch
 
 from brainsegcli.inference.device import prepare_for_inference, resolve_device, resolve_precision
 from brainsegcli.inference.predictor import InferenceConfig, predict_labels
-from brainsegcli.inference.refine import postprocess
+from brainsegcli.inference.refine import applies_to, postprocess
 from brainsegcli.labels import get_labelset
 from brainsegcli.metrics import dice
 from brainsegcli.training.data import Subject, load_label_map
@@ -100,7 +100,7 @@ def main() -> None:
         per_structure = {v: {n: float(np.mean(x)) for n, x in s.items()} for v, s in scores.items()}
         Path(a.json).write_text(json.dumps({"per_structure": per_structure, "mean": means, "volume_ratio": ratio,
                                             "tta": a.tta, "cleanup": not a.no_cleanup,
-                                            "refine_edges": not a.no_refine_edges, "device": dev.type,
+                                            "refine_edges": not a.no_refine_edges and applies_to(ls), "device": dev.type,
                                             "precision": str(infer.dtype).removeprefix("torch.")},
                                            indent=2))
 

@@ -155,7 +155,7 @@ def main() -> None:
     if a.evals_only:
         return update_evals(a.name, [json.loads(f.read_text()) for f in a.eval_json])
     if a.checkpoint is None:
-        ap.error("the checkpoint folder is required (or --notes-only)")
+        ap.error("the checkpoint folder is required (or --notes-only / --evals-only)")
     model, cfg = load_checkpoint(a.checkpoint)
     cfg.extra["training"] = with_init_chain(a.checkpoint, cfg.extra.get("training", {}))
     cfg.name = a.name
